@@ -1,0 +1,36 @@
+"""Expire idle conversations and release what they hold, exactly once.
+
+A Python port of the Go "conversation expiry" recipe: a manager tracks each conversation's last
+activity, a background thread removes the ones idle for longer than their TTL, and the cleanups
+attached to a conversation run exactly once, outside the manager's lock.
+"""
+
+from __future__ import annotations
+
+from ._clock import Clock, ManualClock, SystemClock
+from ._errors import (
+    ConversationExpiredError,
+    ConversationExpiryError,
+    ConversationNotFoundError,
+)
+from ._manager import ConversationExpiryManager
+from ._memory import MemoryStore
+from ._state import ConversationState, ExpiryReason
+from ._store import ConversationStore, Policy, Record, Removal
+
+__all__ = [
+    "Clock",
+    "ConversationExpiredError",
+    "ConversationExpiryError",
+    "ConversationExpiryManager",
+    "ConversationNotFoundError",
+    "ConversationState",
+    "ConversationStore",
+    "ExpiryReason",
+    "ManualClock",
+    "MemoryStore",
+    "Policy",
+    "Record",
+    "Removal",
+    "SystemClock",
+]

@@ -1,0 +1,376 @@
+"""The conversation expiry manager (Go: ``ConversationExpiryManager``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Collection, Iterable
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+from . import _fork
+from ._worker import CleanupThread
+from ._clock import Clock, SystemClock
+from ._errors import ConversationNotFoundError
+from ._faults import FaultLog
+from ._memory import MemoryStore
+from ._state import ConversationState, ExpiryReason
+from ._store import ConversationStore, Policy, Record, Removal
+from ._telemetry import Telemetry, rfc3339
+from ._validation import check_id, to_optional_seconds, to_seconds
+
+__all__ = ["ConversationExpiryManager"]
+
+Seconds = float | int | timedelta
+OnExpire = Callable[[ConversationState, ExpiryReason], object]
+OnWarning = Callable[[ConversationState], object]
+
+# Conversations removed per hold of the write lock in a sweep; about 0.3 ms of work, so a request
+# thread never waits long for the lock (benchmarks/bench_scale.py measures the longest wait).
+SWEEP_BATCH = 256
+
+_tuple_new = tuple.__new__
+_EXPIRIES = (ExpiryReason.EXPIRED, ExpiryReason.MAX_AGE)
+
+
+def _meaningful_predicate(value: object) -> Callable[[str], bool] | None:
+    if value is None:
+        return None
+    if callable(value):
+        return value  # type: ignore[return-value]
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise TypeError(
+            "meaningful_activities must be a collection of activity type names or a predicate, "
+            f"got {type(value).__name__}: {value!r:.80}"
+        )
+    names = frozenset(value)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"meaningful_activities must hold str names, got {name!r:.80}")
+    return names.__contains__
+
+
+class ConversationExpiryManager:
+    """Tracks conversations, expires the idle ones and runs their cleanups exactly once.
+
+    See the README and ``shared/API.md`` for the contract; the docstrings say only what it does
+    not. Cleanup callables never run under the store's lock: removal happens under the lock,
+    the callables after it is released, so they may call back into the manager.
+    """
+
+    def __init__(
+        self,
+        ttl: Seconds,
+        cleanup_interval: Seconds,
+        *,
+        clock: Clock | None = None,
+        on_expire: OnExpire | None = None,
+        autostart: bool = True,
+        store: ConversationStore | None = None,
+        max_conversations: int | None = None,
+        max_age: Seconds | None = None,
+        warning_before: Seconds | None = None,
+        on_warning: OnWarning | None = None,
+        meaningful_activities: Collection[str] | Callable[[str], bool] | None = None,
+        thread_name: str = "conversation-expiry-cleanup",
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+    ) -> None:
+        # Validate everything before touching anything.
+        ttl_s = to_seconds("ttl", ttl)
+        interval_s = to_seconds("cleanup_interval", cleanup_interval)
+        max_age_s = to_optional_seconds("max_age", max_age)
+        warn_s = to_optional_seconds("warning_before", warning_before)
+        if warn_s is not None and warn_s >= ttl_s:
+            raise ValueError(f"warning_before must be less than ttl ({ttl_s}s), got {warning_before!r}")
+        if max_conversations is not None and (
+            isinstance(max_conversations, bool) or not isinstance(max_conversations, int)
+        ):
+            raise TypeError(f"max_conversations must be an int or None, got {max_conversations!r}")
+        if max_conversations is not None and max_conversations < 1:
+            raise ValueError(f"max_conversations must be at least 1, got {max_conversations!r}")
+        for name, fn in (("on_expire", on_expire), ("on_warning", on_warning)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} must be callable or None, got {fn!r:.80}")
+        if on_warning is not None and warn_s is None:
+            raise ValueError("on_warning needs warning_before")
+        if clock is not None and not (hasattr(clock, "monotonic") and hasattr(clock, "wall_offset")):
+            raise TypeError(f"clock must have monotonic() and wall_offset(), got {clock!r:.80}")
+        if not isinstance(thread_name, str) or not thread_name:
+            raise TypeError("thread_name must be a non-empty str")
+        meaningful = _meaningful_predicate(meaningful_activities)
+
+        self.ttl = ttl_s
+        self.cleanup_interval = interval_s
+        self.max_age = max_age_s
+        self.warning_before = warn_s
+        self.max_conversations = max_conversations
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._now = self._clock.monotonic
+        self._offset = self._clock.wall_offset
+        self._store: ConversationStore = store if store is not None else MemoryStore()
+        self._store.configure(Policy(ttl_s, max_age_s, warn_s, max_conversations))
+        self._touch = self._store.touch
+        self._on_expire = on_expire
+        self._on_warning = on_warning
+        self._meaningful = meaningful
+        self._telemetry = Telemetry(self, tracer_provider, meter_provider)
+        self._faults = FaultLog()
+        self._worker = CleanupThread(self._background_sweep, interval_s, thread_name)
+        _fork.track(self)
+        if autostart:
+            self.start()
+
+    # -- the request-path calls --------------------------------------------------------------
+
+    def register_conversation(
+        self, conversation_id: str, *, ttl: Seconds | None = None
+    ) -> ConversationState:
+        """Start tracking ``conversation_id`` (Go: ``RegisterConversation``).
+
+        A live id counts as activity and keeps its ``created_at`` and cleanups; an id past its
+        deadline is cleaned up (in this thread) and started afresh.
+        """
+        with self._telemetry.span("expiry_manager.register", _id_attr(conversation_id)) as span:
+            cid = check_id(conversation_id)
+            ttl_s = to_optional_seconds("ttl", ttl)
+            record, removed = self._store.register(cid, self._now(), ttl_s)
+            offset = self._offset()
+            state = self._state(record, True, offset)
+            if span is not None:
+                span.set_attribute("expires_at", rfc3339(state.expires_at))
+        self._telemetry.registered()
+        if removed:
+            self._finish(removed, offset, record.created)
+        if self.warning_before is not None:
+            self._worker.wake()  # its warning may fall due before the thread's next wake-up
+        return state
+
+    def update_activity(
+        self, conversation_id: str, activity_type: str = "message"
+    ) -> ConversationState:
+        """Slide the expiry to now + ttl (Go: ``UpdateActivity``); never revives an expired one.
+
+        With ``meaningful_activities`` set, other activity types only check the conversation.
+        """
+        if type(conversation_id) is not str or not conversation_id:
+            conversation_id = check_id(conversation_id)
+        extend = True if self._meaningful is None else bool(self._meaningful(activity_type))
+        if self._telemetry.tracing:
+            return self._telemetry.traced_update(self._update, conversation_id, extend)
+        r = self._touch(conversation_id, self._now(), extend)
+        off = self._offset()
+        return _tuple_new(  # type: ignore[no-any-return]
+            ConversationState, (r[0], r[1] + off, r[2] + off, r[3] + off, True, r[4])
+        )
+
+    def _update(self, cid: str, extend: bool) -> ConversationState:
+        r = self._touch(cid, self._now(), extend)
+        off = self._offset()
+        return _tuple_new(  # type: ignore[no-any-return]
+            ConversationState, (cid, r[1] + off, r[2] + off, r[3] + off, True, r[4])
+        )
+
+    def ensure_conversation(
+        self, conversation_id: str, activity_type: str = "message"
+    ) -> tuple[ConversationState, bool]:
+        """Touch a live conversation, or start a fresh one; returns (state, started_fresh).
+
+        What a request handler wants: a returning user whose conversation expired gets a new
+        one instead of an error.
+        """
+        try:
+            return self.update_activity(conversation_id, activity_type), False
+        except ConversationNotFoundError:
+            return self.register_conversation(conversation_id), True
+
+    def is_expired(self, conversation_id: str) -> bool:
+        """True when unknown or past its deadline, even before a sweep removed it."""
+        if type(conversation_id) is not str or not conversation_id:
+            conversation_id = check_id(conversation_id)
+        return self._store.get(conversation_id, self._now()) is None
+
+    def get(self, conversation_id: str) -> ConversationState | None:
+        """Snapshot of a live conversation, else None."""
+        cid = check_id(conversation_id)
+        record = self._store.get(cid, self._now())
+        return None if record is None else self._state(record, True, self._offset())
+
+    def end_conversation(self, conversation_id: str) -> bool:
+        """Remove it now and run its cleanups (reason ENDED) here; False if it was not live."""
+        with self._telemetry.span("expiry_manager.end", _id_attr(conversation_id)) as span:
+            cid = check_id(conversation_id)
+            removal = self._store.end(cid, self._now())
+            ended = removal is not None and removal.reason is ExpiryReason.ENDED
+            if span is not None:
+                span.set_attribute("ended", ended)
+        if removal is not None:
+            self._finish([removal], self._offset(), self._now())
+        return ended
+
+    def add_cleanup(self, conversation_id: str, fn: Callable[[], object]) -> None:
+        """Run ``fn()`` once when the conversation leaves, last attached first."""
+        cid = check_id(conversation_id)
+        if not callable(fn):
+            raise TypeError(f"fn must be callable, got {fn!r:.80}")
+        self._store.add_cleanup(cid, self._now(), fn)
+
+    def __len__(self) -> int:
+        return self._store.count(self._now())
+
+    def __contains__(self, conversation_id: object) -> bool:
+        if type(conversation_id) is not str and not isinstance(conversation_id, str):
+            return False
+        if not conversation_id:
+            return False
+        return self._store.get(conversation_id, self._now()) is not None
+
+    # -- sweeping -----------------------------------------------------------------------------
+
+    def cleanup_expired(self) -> list[str]:
+        """Run one sweep now in this thread; returns the ids it expired.
+
+        Removes in batches of ``SWEEP_BATCH`` under the write lock and runs each batch's
+        callables after releasing it, so request threads get in between batches.
+        """
+        expired: list[str] = []
+        started = time.perf_counter()
+        with self._telemetry.span("expiry_manager.cleanup") as span:
+            while True:
+                now = self._now()
+                removed, warned, more = self._store.collect(now, SWEEP_BATCH)
+                offset = self._offset()
+                expired.extend(r.record.id for r in removed if r.reason in _EXPIRIES)
+                self._finish(removed, offset, now)
+                if warned:
+                    self._warn(warned, offset)
+                if not more:
+                    break
+                # Releasing the lock is not enough: CPython hands the GIL over only every 5 ms,
+                # and this thread would take the lock again first. Sleeping lets waiters in.
+                time.sleep(0)
+            remaining = len(self) if span is not None else -1
+            self._telemetry.swept(span, len(expired), remaining, time.perf_counter() - started)
+        return expired
+
+    def _background_sweep(self) -> float:
+        """One run of the cleanup thread; returns how long it may sleep."""
+        self._telemetry.refresh()
+        self.cleanup_expired()
+        due = self._store.next_warning_at() if self.warning_before is not None else None
+        if due is None:
+            return self.cleanup_interval
+        return due - self._now()
+
+    def _finish(self, removed: list[Removal], offset: float, now: float | None = None) -> None:
+        """Run the cleanups and on_expire of conversations that left; contain their faults."""
+        on_expire = self._on_expire
+        telemetry = self._telemetry
+        for removal in removed:
+            record = removal.record
+            cid = record.id
+            reason = removal.reason
+            with telemetry.cleanup_span(cid, reason) as span:
+                for fn in reversed(removal.cleanups):
+                    self._call(span, "cleanup", fn, cid)
+                if on_expire is not None:
+                    self._call(span, "on_expire", on_expire, cid, self._state(record, False, offset), reason)
+            lag = None if now is None or reason not in _EXPIRIES else now - record.expires
+            telemetry.removed(reason, lag)
+
+    def _call(self, span: Any, what: str, fn: Callable[..., object], cid: str, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:
+            self._faults.report(what, fn, cid, exc)
+            self._telemetry.callback_failed(what, span, exc)
+
+    def _warn(self, warned: list[Record], offset: float) -> None:
+        on_warning = self._on_warning
+        if on_warning is None:
+            return
+        for record in warned:
+            self._call(None, "on_warning", on_warning, record.id, self._state(record, True, offset))
+
+    @staticmethod
+    def _state(record: Record, active: bool, offset: float) -> ConversationState:
+        return _tuple_new(  # type: ignore[no-any-return]
+            ConversationState,
+            (
+                record[0],
+                record[1] + offset,
+                record[2] + offset,
+                record[3] + offset,
+                active,
+                record[4],
+            ),
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the cleanup thread; does nothing if it runs. RuntimeError after stop()."""
+        self._worker.start()
+
+    def stop(self, timeout: float | None = None, *, cleanup_remaining: bool = False) -> None:
+        """Stop and join the cleanup thread (Go: ``Stop``); idempotent, prompt at any interval.
+
+        ``timeout`` bounds the wait for the thread and a callable it is running. With
+        ``cleanup_remaining`` every conversation still held is removed and cleaned here, with
+        reason SHUTDOWN (EXPIRED for those already past their deadline).
+        """
+        if timeout is not None:
+            to_seconds("timeout", timeout, allow_zero=True)
+        self._worker.stop(timeout)
+        if cleanup_remaining:
+            while True:
+                removed = self._store.drain(self._now(), SWEEP_BATCH)
+                if not removed:
+                    break
+                self._finish(removed, self._offset())
+        self._faults.flush()
+
+    @property
+    def running(self) -> bool:
+        """Whether the cleanup thread is alive."""
+        return self._worker.alive
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    def __enter__(self) -> ConversationExpiryManager:
+        if not self._worker.alive:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return (
+            f"ConversationExpiryManager(ttl={self.ttl}, cleanup_interval={self.cleanup_interval}, "
+            f"running={self.running})"
+        )
+
+    # -- fork support (called by _fork) ---------------------------------------------------------
+
+    def _before_fork(self) -> Any:
+        hook = getattr(self._store, "before_fork", None)
+        return hook(1.0) if hook is not None else None
+
+    def _after_fork_in_child(self) -> None:
+        self._store.reinit_after_fork()
+        self._worker.reinit_after_fork()
+
+
+
+
+
+def _id_attr(value: object) -> str | None:
+    return value if isinstance(value, str) else None

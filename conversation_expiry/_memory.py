@@ -1,0 +1,398 @@
+"""The default store: conversations in this process's memory.
+
+Each TTL has a queue: a circular doubly linked list threaded through the entries, kept in order of
+last activity, so its head is always the next to expire. Activity moves an entry to the tail
+(O(1), no dict writes, so no dict resize on the hot path); a sweep walks from the heads and stops
+at the first live entry, costing what expires, not what lives. With warnings configured a queue
+has a second list for the entries already warned, so a sweep never walks them again. ``max_age``
+deadlines follow creation order, which is the id map's own insertion order.
+
+Rarely used fields (custom TTLs, warnings, cleanups) live in side maps keyed by id, which keeps
+an entry at five slots: the memory target is per conversation.
+"""
+
+from __future__ import annotations
+
+from itertools import islice
+from typing import Any
+
+from ._errors import ConversationExpiredError, ConversationNotFoundError
+from ._rwlock import RWGuard
+from ._state import ExpiryReason
+from ._store import Cleanup, Policy, Record, Removal
+
+__all__ = ["MemoryStore"]
+
+_tuple_new = tuple.__new__
+_EXPIRED = ExpiryReason.EXPIRED
+_MAX_AGE = ExpiryReason.MAX_AGE
+
+
+class _Entry:
+    __slots__ = ("cid", "created", "last", "next", "prev")
+
+    cid: str
+    created: float
+    last: float
+    next: _Entry
+    prev: _Entry
+
+
+def _ring() -> _Entry:
+    sentinel = _Entry()
+    sentinel.cid = ""
+    sentinel.prev = sentinel.next = sentinel
+    return sentinel
+
+
+class _Queue:
+    __slots__ = ("fresh", "ttl", "warned")
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self.fresh = _ring()  # not warned, in order of last activity
+        self.warned = _ring()  # warned, in order of deadline
+
+
+def _unlink(e: _Entry) -> None:
+    p = e.prev
+    n = e.next
+    p.next = n
+    n.prev = p
+
+
+def _append(ring: _Entry, e: _Entry) -> None:
+    p = ring.prev
+    e.prev = p
+    e.next = ring
+    p.next = e
+    ring.prev = e
+
+
+class MemoryStore:
+    """Conversations in a dict guarded by a ``readerwriterlock`` lock; the manager's default."""
+
+    def __init__(self) -> None:
+        self._guard = RWGuard()
+        self._entries: dict[str, _Entry] = {}
+        self._ttl_of: dict[str, float] = {}
+        self._warned: set[str] = set()
+        self._cleanups: dict[str, list[Cleanup]] = {}
+        self.configure(Policy(ttl=3600.0))
+
+    def configure(self, policy: Policy) -> None:
+        self._ttl = policy.ttl
+        self._max_age = policy.max_age
+        self._warn = policy.warning_before
+        self._capacity = policy.max_conversations
+        self._default = _Queue(policy.ttl)
+        self._queues: dict[float, _Queue] = {policy.ttl: self._default}
+
+    # -- helpers, called with the lock held -------------------------------------------------
+
+    def _ttl_for(self, cid: str) -> float:
+        return self._ttl_of.get(cid, self._ttl) if self._ttl_of else self._ttl
+
+    def _deadline(self, e: _Entry, ttl: float) -> float:
+        deadline = e.last + ttl
+        if self._max_age is not None:
+            capped = e.created + self._max_age
+            if capped < deadline:
+                return capped
+        return deadline
+
+    def _reason(self, e: _Entry, ttl: float) -> ExpiryReason:
+        if self._max_age is not None and e.created + self._max_age < e.last + ttl:
+            return _MAX_AGE
+        return _EXPIRED
+
+    def _queue(self, ttl: float) -> _Queue:
+        q = self._queues.get(ttl)
+        if q is None:
+            q = self._queues[ttl] = _Queue(ttl)
+        return q
+
+    def _record(self, e: _Entry, ttl: float) -> Record:
+        warned = bool(self._warned) and e.cid in self._warned
+        return _tuple_new(Record, (e.cid, e.created, e.last, self._deadline(e, ttl), warned))  # type: ignore[no-any-return]
+
+    def _remove(self, e: _Entry, reason: ExpiryReason) -> Removal:
+        cid = e.cid
+        ttl = self._ttl_for(cid)
+        record = self._record(e, ttl)
+        _unlink(e)
+        del self._entries[cid]
+        if self._ttl_of:
+            self._ttl_of.pop(cid, None)
+        if self._warned:
+            self._warned.discard(cid)
+        cleanups = self._cleanups.pop(cid, None) if self._cleanups else None
+        return Removal(record, reason, cleanups or [])
+
+    def _live(self, cid: str, now: float) -> tuple[_Entry, float]:
+        e = self._entries.get(cid)
+        if e is None:
+            raise ConversationNotFoundError(cid)
+        ttl = self._ttl_for(cid)
+        if now > self._deadline(e, ttl):
+            raise ConversationExpiredError(cid)
+        return e, ttl
+
+    def _activity(self, e: _Entry, ttl: float, now: float) -> None:
+        if now > e.last:
+            e.last = now
+        _unlink(e)
+        _append((self._default if ttl == self._ttl else self._queue(ttl)).fresh, e)
+        # A warning stands until activity moves the deadline out of the warning window (with
+        # max_age it may not); a still-warned entry is moved to its warned list by the next sweep.
+        if self._warned and e.cid in self._warned:
+            assert self._warn is not None
+            if self._deadline(e, ttl) - self._warn > now:
+                self._warned.discard(e.cid)
+
+    def _oldest(self) -> _Entry | None:
+        oldest: _Entry | None = None
+        for q in self._queues.values():
+            for ring in (q.warned, q.fresh):
+                head = ring.next
+                if head is not ring and (oldest is None or head.last < oldest.last):
+                    oldest = head
+        return oldest
+
+    # -- the protocol ----------------------------------------------------------------------
+
+    def register(
+        self, cid: str, now: float, ttl: float | None
+    ) -> tuple[Record, list[Removal]]:
+        removed: list[Removal] = []
+        guard = self._guard
+        guard.acquire_write()
+        try:
+            e = self._entries.get(cid)
+            if e is not None:
+                old_ttl = self._ttl_for(cid)
+                if now <= self._deadline(e, old_ttl):
+                    if ttl is not None and ttl != old_ttl:
+                        self._set_ttl(cid, ttl)
+                        old_ttl = ttl
+                    self._activity(e, old_ttl, now)
+                    return self._record(e, old_ttl), removed
+                removed.append(self._remove(e, self._reason(e, old_ttl)))
+            if self._capacity is not None:
+                while len(self._entries) >= self._capacity:
+                    victim = self._oldest()
+                    assert victim is not None
+                    vttl = self._ttl_for(victim.cid)
+                    reason = (
+                        self._reason(victim, vttl)
+                        if now > self._deadline(victim, vttl)
+                        else ExpiryReason.EVICTED
+                    )
+                    removed.append(self._remove(victim, reason))
+            e = _Entry()
+            e.cid = cid
+            e.created = e.last = now
+            effective = self._ttl if ttl is None else ttl
+            if effective != self._ttl:
+                self._ttl_of[cid] = effective
+            q = self._default if effective == self._ttl else self._queue(effective)
+            _append(q.fresh, e)
+            self._entries[cid] = e
+            return self._record(e, effective), removed
+        finally:
+            guard.release_write()
+
+    def _set_ttl(self, cid: str, ttl: float) -> None:
+        if ttl == self._ttl:
+            self._ttl_of.pop(cid, None)
+        else:
+            self._ttl_of[cid] = ttl
+
+    def touch(self, cid: str, now: float, extend: bool) -> Record:
+        guard = self._guard
+        guard.acquire_write()
+        try:
+            e = self._entries.get(cid)
+            if e is None:
+                raise ConversationNotFoundError(cid)
+            ttl = self._ttl_of.get(cid, self._ttl) if self._ttl_of else self._ttl
+            deadline = e.last + ttl
+            if self._max_age is not None:
+                deadline = min(deadline, e.created + self._max_age)
+            if now > deadline:
+                raise ConversationExpiredError(cid)
+            if extend:
+                if self._max_age is not None or self._warn is not None or ttl != self._ttl:
+                    self._activity(e, ttl, now)
+                    return self._record(e, ttl)
+                # The common case, inlined: it is the hot path.
+                if now > e.last:
+                    e.last = now
+                p = e.prev
+                n = e.next
+                p.next = n
+                n.prev = p
+                ring = self._default.fresh
+                p = ring.prev
+                e.prev = p
+                e.next = ring
+                p.next = e
+                ring.prev = e
+                return _tuple_new(Record, (cid, e.created, e.last, e.last + ttl, False))  # type: ignore[no-any-return]
+            return self._record(e, ttl)
+        finally:
+            guard.release_write()
+
+    def get(self, cid: str, now: float) -> Record | None:
+        handle = self._guard.acquire_read()
+        try:
+            e = self._entries.get(cid)
+            if e is None:
+                return None
+            ttl = self._ttl_for(cid)
+            if now > self._deadline(e, ttl):
+                return None
+            return self._record(e, ttl)
+        finally:
+            handle.release()
+
+    def count(self, now: float) -> int:
+        handle = self._guard.acquire_read()
+        try:
+            past = 0
+            for q in self._queues.values():
+                for ring in (q.warned, q.fresh):
+                    e = ring.next
+                    while e is not ring and now > e.last + q.ttl:  # TTL expiry only
+                        past += 1
+                        e = e.next
+            if self._max_age is not None:
+                for e in self._entries.values():
+                    if now <= e.created + self._max_age:
+                        break
+                    if now <= e.last + self._ttl_for(e.cid):  # not counted by its queue
+                        past += 1
+            return len(self._entries) - past
+        finally:
+            handle.release()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add_cleanup(self, cid: str, now: float, fn: Cleanup) -> None:
+        guard = self._guard
+        guard.acquire_write()
+        try:
+            self._live(cid, now)
+            self._cleanups.setdefault(cid, []).append(fn)
+        finally:
+            guard.release_write()
+
+    def end(self, cid: str, now: float) -> Removal | None:
+        guard = self._guard
+        guard.acquire_write()
+        try:
+            e = self._entries.get(cid)
+            if e is None:
+                return None
+            ttl = self._ttl_for(cid)
+            if now > self._deadline(e, ttl):
+                return self._remove(e, self._reason(e, ttl))
+            return self._remove(e, ExpiryReason.ENDED)
+        finally:
+            guard.release_write()
+
+    def collect(self, now: float, limit: int) -> tuple[list[Removal], list[Record], bool]:
+        removed: list[Removal] = []
+        warned: list[Record] = []
+        handle = self._guard.acquire_sweep()
+        try:
+            for q in list(self._queues.values()):
+                for ring in (q.warned, q.fresh):
+                    e = ring.next
+                    while e is not ring and len(removed) < limit:
+                        if now <= self._deadline(e, q.ttl):
+                            break
+                        nxt = e.next
+                        removed.append(self._remove(e, self._reason(e, q.ttl)))
+                        e = nxt
+                if q is not self._default and q.fresh.next is q.fresh and q.warned.next is q.warned:
+                    del self._queues[q.ttl]  # a TTL nobody uses any more
+            if self._max_age is not None and len(removed) < limit:
+                due = []
+                for e in self._entries.values():
+                    if now <= e.created + self._max_age or len(removed) + len(due) >= limit:
+                        break
+                    due.append(e)
+                removed.extend(self._remove(e, _MAX_AGE) for e in due)
+            if self._warn is not None:
+                self._collect_warnings(now, limit - len(removed), warned)
+            more = len(removed) + len(warned) >= limit
+            return removed, warned, more
+        finally:
+            handle.release()
+
+    def _collect_warnings(self, now: float, limit: int, out: list[Record]) -> None:
+        assert self._warn is not None
+        for q in self._queues.values():
+            ring = q.fresh
+            e = ring.next
+            while e is not ring and len(out) < limit:
+                if e.last + q.ttl - self._warn > now:
+                    break
+                nxt = e.next
+                _unlink(e)
+                _append(q.warned, e)
+                if e.cid not in self._warned:
+                    self._warned.add(e.cid)
+                    out.append(self._record(e, q.ttl))
+                e = nxt
+        if self._max_age is not None:
+            for e in self._entries.values():
+                if len(out) >= limit or e.created + self._max_age - self._warn > now:
+                    break
+                if e.cid not in self._warned:
+                    self._warned.add(e.cid)
+                    out.append(self._record(e, self._ttl_for(e.cid)))
+
+    def drain(self, now: float, limit: int) -> list[Removal]:
+        handle = self._guard.acquire_sweep()
+        try:
+            out: list[Removal] = []
+            for e in list(islice(self._entries.values(), limit)):
+                ttl = self._ttl_for(e.cid)
+                if now > self._deadline(e, ttl):
+                    out.append(self._remove(e, self._reason(e, ttl)))
+                else:
+                    out.append(self._remove(e, ExpiryReason.SHUTDOWN))
+            return out
+        finally:
+            handle.release()
+
+    def next_warning_at(self) -> float | None:
+        if self._warn is None:
+            return None
+        handle = self._guard.acquire_read()
+        try:
+            due: float | None = None
+            for q in self._queues.values():
+                head = q.fresh.next
+                if head is not q.fresh:
+                    at = head.last + q.ttl - self._warn
+                    due = at if due is None else min(due, at)
+            if self._max_age is not None:
+                for e in self._entries.values():
+                    if e.cid not in self._warned:
+                        at = e.created + self._max_age - self._warn
+                        due = at if due is None else min(due, at)
+                        break
+            return due
+        finally:
+            handle.release()
+
+    def before_fork(self, timeout: float) -> Any:
+        """Hold the write side across fork() so the child never sees a half-made change."""
+        return self._guard.try_acquire_write(timeout)
+
+    def reinit_after_fork(self) -> None:
+        self._guard.reinit()
