@@ -16,7 +16,7 @@ from ._errors import (
 from ._manager import ConversationExpiryManager
 from ._memory import MemoryStore
 from ._state import ConversationState, ExpiryReason
-from ._store import ConversationStore, Policy, Record, Removal
+from ._store import ConversationStore, Policy, Removal
 
 __all__ = [
     "Clock",
@@ -30,7 +30,6 @@ __all__ = [
     "ManualClock",
     "MemoryStore",
     "Policy",
-    "Record",
     "Removal",
     "SystemClock",
 ]

@@ -11,16 +11,18 @@ import calendar
 import sys
 import threading
 import time as _time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from types import ModuleType
 from typing import Protocol, runtime_checkable
 
 from ._validation import to_seconds
 
-__all__ = ["Clock", "ManualClock", "SystemClock"]
+__all__ = ["Clock", "ManualClock", "SystemClock", "reader"]
 
 # freezegun replaces every module attribute that *is* a real time function, so the real ones are
 # kept where it does not look: a tuple, and default arguments.
-_REAL = (_time.monotonic, _time.time)
+_REAL: tuple[Callable[[], float], Callable[[], float]] = (_time.monotonic, _time.time)
 
 # How often SystemClock re-reads the wall/monotonic offset, and how far it must move to be taken.
 _OFFSET_RECHECK = 0.5
@@ -40,6 +42,15 @@ class Clock(Protocol):
         ...
 
 
+def reader(clock: Clock) -> Callable[[], tuple[float, float]]:
+    """``clock.reading`` if it has one, else a function combining its two readings."""
+    fused = getattr(clock, "reading", None)
+    if callable(fused):
+        return fused  # type: ignore[no-any-return]
+    monotonic, wall_offset = clock.monotonic, clock.wall_offset
+    return lambda: (monotonic(), wall_offset())
+
+
 def _frozen_seconds() -> float | None:
     """The time freezegun is freezing, as its own fakes compute it, or None when none is active.
 
@@ -54,7 +65,7 @@ def _frozen_seconds() -> float | None:
         frozen = api.get_current_time()
     except (IndexError, AttributeError):  # the freeze ended while we looked
         return None
-    return calendar.timegm(frozen.timetuple()) + frozen.microsecond / 1_000_000
+    return float(calendar.timegm(frozen.timetuple()) + frozen.microsecond / 1_000_000)
 
 
 class SystemClock:
@@ -71,24 +82,41 @@ class SystemClock:
         self._offset = self._measure_offset()
         self._recheck_at = _REAL[0]() + _OFFSET_RECHECK
 
-    def monotonic(self, _real: object = _REAL[0], _t: object = _time) -> float:
-        fn = _t.monotonic  # type: ignore[attr-defined]
+    def monotonic(self, _real: Callable[[], float] = _REAL[0], _t: ModuleType = _time) -> float:
+        fn: Callable[[], float] = _t.monotonic
         if fn is _real:
-            return fn()  # type: ignore[no-any-return]
+            return fn()
         frozen = _frozen_seconds()
-        return fn() if frozen is None else frozen  # type: ignore[no-any-return]
+        return fn() if frozen is None else frozen
 
     def wall_offset(
-        self, _real_m: object = _REAL[0], _real_t: object = _REAL[1], _t: object = _time
+        self,
+        _real_m: Callable[[], float] = _REAL[0],
+        _real_t: Callable[[], float] = _REAL[1],
+        _t: ModuleType = _time,
     ) -> float:
-        if _t.monotonic is not _real_m or _t.time is not _real_t:  # type: ignore[attr-defined]
+        if _t.monotonic is not _real_m or _t.time is not _real_t:
             if _frozen_seconds() is not None:
                 return 0.0  # freezegun's monotonic is its frozen wall time
-            return _t.time() - _t.monotonic()  # type: ignore[attr-defined,no-any-return]
+            return float(_t.time() - _t.monotonic())
         now = _REAL[0]()
         if now < self._recheck_at:
             return self._offset
         return self._refresh(now)
+
+    def reading(
+        self,
+        _real_m: Callable[[], float] = _REAL[0],
+        _real_t: Callable[[], float] = _REAL[1],
+        _t: ModuleType = _time,
+    ) -> tuple[float, float]:
+        """``(monotonic(), wall_offset())`` in one call: update_activity's budget is ~1 us."""
+        if _t.monotonic is _real_m and _t.time is _real_t:
+            now = _real_m()
+            if now < self._recheck_at:
+                return now, self._offset
+            return now, self._refresh(now)
+        return self.monotonic(), self.wall_offset()
 
     def _refresh(self, now: float) -> float:
         # A cached offset keeps two snapshots of one conversation equal; it moves only when the
@@ -147,6 +175,9 @@ class ManualClock:
 
     def wall_offset(self) -> float:
         return self._start
+
+    def reading(self) -> tuple[float, float]:
+        return self._elapsed, self._start
 
     def now(self) -> datetime:
         """The clock's wall-clock reading."""

@@ -9,15 +9,15 @@ from types import TracebackType
 from typing import Any
 
 from . import _fork
-from ._worker import CleanupThread
-from ._clock import Clock, SystemClock
+from ._clock import Clock, SystemClock, reader
 from ._errors import ConversationNotFoundError
 from ._faults import FaultLog
 from ._memory import MemoryStore
 from ._state import ConversationState, ExpiryReason
-from ._store import ConversationStore, Policy, Record, Removal
+from ._store import ConversationStore, Policy, Removal
 from ._telemetry import Telemetry, rfc3339
 from ._validation import check_id, to_optional_seconds, to_seconds
+from ._worker import CleanupThread
 
 __all__ = ["ConversationExpiryManager"]
 
@@ -37,7 +37,7 @@ def _meaningful_predicate(value: object) -> Callable[[str], bool] | None:
     if value is None:
         return None
     if callable(value):
-        return value  # type: ignore[return-value]
+        return value
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise TypeError(
             "meaningful_activities must be a collection of activity type names or a predicate, "
@@ -82,7 +82,9 @@ class ConversationExpiryManager:
         max_age_s = to_optional_seconds("max_age", max_age)
         warn_s = to_optional_seconds("warning_before", warning_before)
         if warn_s is not None and warn_s >= ttl_s:
-            raise ValueError(f"warning_before must be less than ttl ({ttl_s}s), got {warning_before!r}")
+            raise ValueError(
+                f"warning_before must be less than ttl ({ttl_s}s), got {warning_before!r}"
+            )
         if max_conversations is not None and (
             isinstance(max_conversations, bool) or not isinstance(max_conversations, int)
         ):
@@ -94,7 +96,10 @@ class ConversationExpiryManager:
                 raise TypeError(f"{name} must be callable or None, got {fn!r:.80}")
         if on_warning is not None and warn_s is None:
             raise ValueError("on_warning needs warning_before")
-        if clock is not None and not (hasattr(clock, "monotonic") and hasattr(clock, "wall_offset")):
+        if clock is not None and not (
+            callable(getattr(clock, "monotonic", None))
+            and callable(getattr(clock, "wall_offset", None))
+        ):
             raise TypeError(f"clock must have monotonic() and wall_offset(), got {clock!r:.80}")
         if not isinstance(thread_name, str) or not thread_name:
             raise TypeError("thread_name must be a non-empty str")
@@ -107,7 +112,7 @@ class ConversationExpiryManager:
         self.max_conversations = max_conversations
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._now = self._clock.monotonic
-        self._offset = self._clock.wall_offset
+        self._reading = reader(self._clock)
         self._store: ConversationStore = store if store is not None else MemoryStore()
         self._store.configure(Policy(ttl_s, max_age_s, warn_s, max_conversations))
         self._touch = self._store.touch
@@ -134,14 +139,13 @@ class ConversationExpiryManager:
         with self._telemetry.span("expiry_manager.register", _id_attr(conversation_id)) as span:
             cid = check_id(conversation_id)
             ttl_s = to_optional_seconds("ttl", ttl)
-            record, removed = self._store.register(cid, self._now(), ttl_s)
-            offset = self._offset()
-            state = self._state(record, True, offset)
+            now, offset = self._reading()
+            state, removed = self._store.register(cid, now, offset, ttl_s)
             if span is not None:
                 span.set_attribute("expires_at", rfc3339(state.expires_at))
         self._telemetry.registered()
         if removed:
-            self._finish(removed, offset, record.created)
+            self._finish(removed, now)
         if self.warning_before is not None:
             self._worker.wake()  # its warning may fall due before the thread's next wake-up
         return state
@@ -158,18 +162,12 @@ class ConversationExpiryManager:
         extend = True if self._meaningful is None else bool(self._meaningful(activity_type))
         if self._telemetry.tracing:
             return self._telemetry.traced_update(self._update, conversation_id, extend)
-        r = self._touch(conversation_id, self._now(), extend)
-        off = self._offset()
-        return _tuple_new(  # type: ignore[no-any-return]
-            ConversationState, (r[0], r[1] + off, r[2] + off, r[3] + off, True, r[4])
-        )
+        now, offset = self._reading()
+        return self._touch(conversation_id, now, offset, extend)
 
     def _update(self, cid: str, extend: bool) -> ConversationState:
-        r = self._touch(cid, self._now(), extend)
-        off = self._offset()
-        return _tuple_new(  # type: ignore[no-any-return]
-            ConversationState, (cid, r[1] + off, r[2] + off, r[3] + off, True, r[4])
-        )
+        now, offset = self._reading()
+        return self._touch(cid, now, offset, extend)
 
     def ensure_conversation(
         self, conversation_id: str, activity_type: str = "message"
@@ -188,24 +186,25 @@ class ConversationExpiryManager:
         """True when unknown or past its deadline, even before a sweep removed it."""
         if type(conversation_id) is not str or not conversation_id:
             conversation_id = check_id(conversation_id)
-        return self._store.get(conversation_id, self._now()) is None
+        return not self._store.is_live(conversation_id, self._now())
 
     def get(self, conversation_id: str) -> ConversationState | None:
         """Snapshot of a live conversation, else None."""
         cid = check_id(conversation_id)
-        record = self._store.get(cid, self._now())
-        return None if record is None else self._state(record, True, self._offset())
+        now, offset = self._reading()
+        return self._store.get(cid, now, offset)
 
     def end_conversation(self, conversation_id: str) -> bool:
         """Remove it now and run its cleanups (reason ENDED) here; False if it was not live."""
         with self._telemetry.span("expiry_manager.end", _id_attr(conversation_id)) as span:
             cid = check_id(conversation_id)
-            removal = self._store.end(cid, self._now())
+            now, offset = self._reading()
+            removal = self._store.end(cid, now, offset)
             ended = removal is not None and removal.reason is ExpiryReason.ENDED
             if span is not None:
                 span.set_attribute("ended", ended)
         if removal is not None:
-            self._finish([removal], self._offset(), self._now())
+            self._finish([removal], now)
         return ended
 
     def add_cleanup(self, conversation_id: str, fn: Callable[[], object]) -> None:
@@ -223,7 +222,7 @@ class ConversationExpiryManager:
             return False
         if not conversation_id:
             return False
-        return self._store.get(conversation_id, self._now()) is not None
+        return self._store.is_live(conversation_id, self._now())
 
     # -- sweeping -----------------------------------------------------------------------------
 
@@ -237,13 +236,12 @@ class ConversationExpiryManager:
         started = time.perf_counter()
         with self._telemetry.span("expiry_manager.cleanup") as span:
             while True:
-                now = self._now()
-                removed, warned, more = self._store.collect(now, SWEEP_BATCH)
-                offset = self._offset()
-                expired.extend(r.record.id for r in removed if r.reason in _EXPIRIES)
-                self._finish(removed, offset, now)
+                now, offset = self._reading()
+                removed, warned, more = self._store.collect(now, offset, SWEEP_BATCH)
+                expired.extend(r.state.id for r in removed if r.reason in _EXPIRIES)
+                self._finish(removed, now)
                 if warned:
-                    self._warn(warned, offset)
+                    self._warn(warned)
                 if not more:
                     break
                 # Releasing the lock is not enough: CPython hands the GIL over only every 5 ms,
@@ -262,21 +260,19 @@ class ConversationExpiryManager:
             return self.cleanup_interval
         return due - self._now()
 
-    def _finish(self, removed: list[Removal], offset: float, now: float | None = None) -> None:
+    def _finish(self, removed: list[Removal], now: float) -> None:
         """Run the cleanups and on_expire of conversations that left; contain their faults."""
         on_expire = self._on_expire
         telemetry = self._telemetry
         for removal in removed:
-            record = removal.record
-            cid = record.id
-            reason = removal.reason
+            state, deadline, reason, cleanups = removal
+            cid = state.id
             with telemetry.cleanup_span(cid, reason) as span:
-                for fn in reversed(removal.cleanups):
+                for fn in reversed(cleanups):
                     self._call(span, "cleanup", fn, cid)
                 if on_expire is not None:
-                    self._call(span, "on_expire", on_expire, cid, self._state(record, False, offset), reason)
-            lag = None if now is None or reason not in _EXPIRIES else now - record.expires
-            telemetry.removed(reason, lag)
+                    self._call(span, "on_expire", on_expire, cid, state, reason)
+            telemetry.removed(reason, now - deadline if reason in _EXPIRIES else None)
 
     def _call(self, span: Any, what: str, fn: Callable[..., object], cid: str, *args: Any) -> None:
         try:
@@ -285,26 +281,12 @@ class ConversationExpiryManager:
             self._faults.report(what, fn, cid, exc)
             self._telemetry.callback_failed(what, span, exc)
 
-    def _warn(self, warned: list[Record], offset: float) -> None:
+    def _warn(self, warned: list[ConversationState]) -> None:
         on_warning = self._on_warning
         if on_warning is None:
             return
-        for record in warned:
-            self._call(None, "on_warning", on_warning, record.id, self._state(record, True, offset))
-
-    @staticmethod
-    def _state(record: Record, active: bool, offset: float) -> ConversationState:
-        return _tuple_new(  # type: ignore[no-any-return]
-            ConversationState,
-            (
-                record[0],
-                record[1] + offset,
-                record[2] + offset,
-                record[3] + offset,
-                active,
-                record[4],
-            ),
-        )
+        for state in warned:
+            self._call(None, "on_warning", on_warning, state.id, state)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -324,10 +306,11 @@ class ConversationExpiryManager:
         self._worker.stop(timeout)
         if cleanup_remaining:
             while True:
-                removed = self._store.drain(self._now(), SWEEP_BATCH)
+                now, offset = self._reading()
+                removed = self._store.drain(now, offset, SWEEP_BATCH)
                 if not removed:
                     break
-                self._finish(removed, self._offset())
+                self._finish(removed, now)
         self._faults.flush()
 
     @property

@@ -18,8 +18,8 @@ from typing import Any
 
 from ._errors import ConversationExpiredError, ConversationNotFoundError
 from ._rwlock import RWGuard
-from ._state import ExpiryReason
-from ._store import Cleanup, Policy, Record, Removal
+from ._state import ConversationState, ExpiryReason
+from ._store import Cleanup, Policy, Removal
 
 __all__ = ["MemoryStore"]
 
@@ -85,6 +85,7 @@ class MemoryStore:
         self._max_age = policy.max_age
         self._warn = policy.warning_before
         self._capacity = policy.max_conversations
+        self._plain = policy.max_age is None and policy.warning_before is None
         self._default = _Queue(policy.ttl)
         self._queues: dict[float, _Queue] = {policy.ttl: self._default}
 
@@ -112,14 +113,27 @@ class MemoryStore:
             q = self._queues[ttl] = _Queue(ttl)
         return q
 
-    def _record(self, e: _Entry, ttl: float) -> Record:
+    def _state(
+        self, e: _Entry, ttl: float, offset: float, active: bool = True
+    ) -> ConversationState:
         warned = bool(self._warned) and e.cid in self._warned
-        return _tuple_new(Record, (e.cid, e.created, e.last, self._deadline(e, ttl), warned))  # type: ignore[no-any-return]
+        return _tuple_new(
+            ConversationState,
+            (
+                e.cid,
+                e.created + offset,
+                e.last + offset,
+                self._deadline(e, ttl) + offset,
+                active,
+                warned,
+            ),
+        )
 
-    def _remove(self, e: _Entry, reason: ExpiryReason) -> Removal:
+    def _remove(self, e: _Entry, reason: ExpiryReason, offset: float) -> Removal:
         cid = e.cid
         ttl = self._ttl_for(cid)
-        record = self._record(e, ttl)
+        state = self._state(e, ttl, offset, active=False)
+        deadline = self._deadline(e, ttl)
         _unlink(e)
         del self._entries[cid]
         if self._ttl_of:
@@ -127,7 +141,7 @@ class MemoryStore:
         if self._warned:
             self._warned.discard(cid)
         cleanups = self._cleanups.pop(cid, None) if self._cleanups else None
-        return Removal(record, reason, cleanups or [])
+        return Removal(state, deadline, reason, cleanups or [])
 
     def _live(self, cid: str, now: float) -> tuple[_Entry, float]:
         e = self._entries.get(cid)
@@ -162,12 +176,10 @@ class MemoryStore:
     # -- the protocol ----------------------------------------------------------------------
 
     def register(
-        self, cid: str, now: float, ttl: float | None
-    ) -> tuple[Record, list[Removal]]:
+        self, cid: str, now: float, offset: float, ttl: float | None
+    ) -> tuple[ConversationState, list[Removal]]:
         removed: list[Removal] = []
-        guard = self._guard
-        guard.acquire_write()
-        try:
+        with self._guard.write:
             e = self._entries.get(cid)
             if e is not None:
                 old_ttl = self._ttl_for(cid)
@@ -176,8 +188,8 @@ class MemoryStore:
                         self._set_ttl(cid, ttl)
                         old_ttl = ttl
                     self._activity(e, old_ttl, now)
-                    return self._record(e, old_ttl), removed
-                removed.append(self._remove(e, self._reason(e, old_ttl)))
+                    return self._state(e, old_ttl, offset), removed
+                removed.append(self._remove(e, self._reason(e, old_ttl), offset))
             if self._capacity is not None:
                 while len(self._entries) >= self._capacity:
                     victim = self._oldest()
@@ -188,19 +200,16 @@ class MemoryStore:
                         if now > self._deadline(victim, vttl)
                         else ExpiryReason.EVICTED
                     )
-                    removed.append(self._remove(victim, reason))
+                    removed.append(self._remove(victim, reason, offset))
             e = _Entry()
             e.cid = cid
             e.created = e.last = now
             effective = self._ttl if ttl is None else ttl
             if effective != self._ttl:
                 self._ttl_of[cid] = effective
-            q = self._default if effective == self._ttl else self._queue(effective)
-            _append(q.fresh, e)
+            _append((self._default if effective == self._ttl else self._queue(effective)).fresh, e)
             self._entries[cid] = e
-            return self._record(e, effective), removed
-        finally:
-            guard.release_write()
+            return self._state(e, effective, offset), removed
 
     def _set_ttl(self, cid: str, ttl: float) -> None:
         if ttl == self._ttl:
@@ -208,26 +217,26 @@ class MemoryStore:
         else:
             self._ttl_of[cid] = ttl
 
-    def touch(self, cid: str, now: float, extend: bool) -> Record:
-        guard = self._guard
-        guard.acquire_write()
-        try:
+    def touch(self, cid: str, now: float, offset: float, extend: bool) -> ConversationState:
+        with self._guard.write:
             e = self._entries.get(cid)
             if e is None:
                 raise ConversationNotFoundError(cid)
-            ttl = self._ttl_of.get(cid, self._ttl) if self._ttl_of else self._ttl
-            deadline = e.last + ttl
-            if self._max_age is not None:
-                deadline = min(deadline, e.created + self._max_age)
-            if now > deadline:
+            if not self._plain or (self._ttl_of and cid in self._ttl_of):
+                ttl = self._ttl_for(cid)
+                if now > self._deadline(e, ttl):
+                    raise ConversationExpiredError(cid)
+                if extend:
+                    self._activity(e, ttl, now)
+                return self._state(e, ttl, offset)
+            # No max_age, no warnings, the default TTL: the hot path, inlined.
+            ttl = self._ttl
+            last = e.last
+            if now > last + ttl:
                 raise ConversationExpiredError(cid)
             if extend:
-                if self._max_age is not None or self._warn is not None or ttl != self._ttl:
-                    self._activity(e, ttl, now)
-                    return self._record(e, ttl)
-                # The common case, inlined: it is the hot path.
-                if now > e.last:
-                    e.last = now
+                if now > last:
+                    e.last = last = now
                 p = e.prev
                 n = e.next
                 p.next = n
@@ -238,12 +247,12 @@ class MemoryStore:
                 e.next = ring
                 p.next = e
                 ring.prev = e
-                return _tuple_new(Record, (cid, e.created, e.last, e.last + ttl, False))  # type: ignore[no-any-return]
-            return self._record(e, ttl)
-        finally:
-            guard.release_write()
+            return _tuple_new(
+                ConversationState,
+                (cid, e.created + offset, last + offset, last + ttl + offset, True, False),
+            )
 
-    def get(self, cid: str, now: float) -> Record | None:
+    def get(self, cid: str, now: float, offset: float) -> ConversationState | None:
         handle = self._guard.acquire_read()
         try:
             e = self._entries.get(cid)
@@ -252,7 +261,15 @@ class MemoryStore:
             ttl = self._ttl_for(cid)
             if now > self._deadline(e, ttl):
                 return None
-            return self._record(e, ttl)
+            return self._state(e, ttl, offset)
+        finally:
+            handle.release()
+
+    def is_live(self, cid: str, now: float) -> bool:
+        handle = self._guard.acquire_read()
+        try:
+            e = self._entries.get(cid)
+            return e is not None and now <= self._deadline(e, self._ttl_for(cid))
         finally:
             handle.release()
 
@@ -276,35 +293,26 @@ class MemoryStore:
         finally:
             handle.release()
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
     def add_cleanup(self, cid: str, now: float, fn: Cleanup) -> None:
-        guard = self._guard
-        guard.acquire_write()
-        try:
+        with self._guard.write:
             self._live(cid, now)
             self._cleanups.setdefault(cid, []).append(fn)
-        finally:
-            guard.release_write()
 
-    def end(self, cid: str, now: float) -> Removal | None:
-        guard = self._guard
-        guard.acquire_write()
-        try:
+    def end(self, cid: str, now: float, offset: float) -> Removal | None:
+        with self._guard.write:
             e = self._entries.get(cid)
             if e is None:
                 return None
             ttl = self._ttl_for(cid)
             if now > self._deadline(e, ttl):
-                return self._remove(e, self._reason(e, ttl))
-            return self._remove(e, ExpiryReason.ENDED)
-        finally:
-            guard.release_write()
+                return self._remove(e, self._reason(e, ttl), offset)
+            return self._remove(e, ExpiryReason.ENDED, offset)
 
-    def collect(self, now: float, limit: int) -> tuple[list[Removal], list[Record], bool]:
+    def collect(
+        self, now: float, offset: float, limit: int
+    ) -> tuple[list[Removal], list[ConversationState], bool]:
         removed: list[Removal] = []
-        warned: list[Record] = []
+        warned: list[ConversationState] = []
         handle = self._guard.acquire_sweep()
         try:
             for q in list(self._queues.values()):
@@ -314,25 +322,26 @@ class MemoryStore:
                         if now <= self._deadline(e, q.ttl):
                             break
                         nxt = e.next
-                        removed.append(self._remove(e, self._reason(e, q.ttl)))
+                        removed.append(self._remove(e, self._reason(e, q.ttl), offset))
                         e = nxt
                 if q is not self._default and q.fresh.next is q.fresh and q.warned.next is q.warned:
                     del self._queues[q.ttl]  # a TTL nobody uses any more
             if self._max_age is not None and len(removed) < limit:
-                due = []
+                due: list[_Entry] = []
                 for e in self._entries.values():
                     if now <= e.created + self._max_age or len(removed) + len(due) >= limit:
                         break
                     due.append(e)
-                removed.extend(self._remove(e, _MAX_AGE) for e in due)
+                removed.extend(self._remove(e, _MAX_AGE, offset) for e in due)
             if self._warn is not None:
-                self._collect_warnings(now, limit - len(removed), warned)
-            more = len(removed) + len(warned) >= limit
-            return removed, warned, more
+                self._collect_warnings(now, offset, limit - len(removed), warned)
+            return removed, warned, len(removed) + len(warned) >= limit
         finally:
             handle.release()
 
-    def _collect_warnings(self, now: float, limit: int, out: list[Record]) -> None:
+    def _collect_warnings(
+        self, now: float, offset: float, limit: int, out: list[ConversationState]
+    ) -> None:
         assert self._warn is not None
         for q in self._queues.values():
             ring = q.fresh
@@ -345,7 +354,7 @@ class MemoryStore:
                 _append(q.warned, e)
                 if e.cid not in self._warned:
                     self._warned.add(e.cid)
-                    out.append(self._record(e, q.ttl))
+                    out.append(self._state(e, q.ttl, offset))
                 e = nxt
         if self._max_age is not None:
             for e in self._entries.values():
@@ -353,18 +362,18 @@ class MemoryStore:
                     break
                 if e.cid not in self._warned:
                     self._warned.add(e.cid)
-                    out.append(self._record(e, self._ttl_for(e.cid)))
+                    out.append(self._state(e, self._ttl_for(e.cid), offset))
 
-    def drain(self, now: float, limit: int) -> list[Removal]:
+    def drain(self, now: float, offset: float, limit: int) -> list[Removal]:
         handle = self._guard.acquire_sweep()
         try:
             out: list[Removal] = []
             for e in list(islice(self._entries.values(), limit)):
                 ttl = self._ttl_for(e.cid)
                 if now > self._deadline(e, ttl):
-                    out.append(self._remove(e, self._reason(e, ttl)))
+                    out.append(self._remove(e, self._reason(e, ttl), offset))
                 else:
-                    out.append(self._remove(e, ExpiryReason.SHUTDOWN))
+                    out.append(self._remove(e, ExpiryReason.SHUTDOWN, offset))
             return out
         finally:
             handle.release()

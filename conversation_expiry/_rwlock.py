@@ -9,8 +9,7 @@ holds a turnstile that new readers pass through, and it gets in as soon as the c
 leave. Readers pay one attribute check for that.
 
 ``readerwriterlock`` handles record whether they hold the lock, so a handle must not be shared by
-threads that may hold it at once: readers get one per thread; the single write handle is shared,
-which is safe because writers exclude each other and only ever block.
+threads that may hold it at once: readers get one per thread.
 """
 
 from __future__ import annotations
@@ -26,16 +25,16 @@ __all__ = ["RWGuard"]
 class RWGuard:
     """Reader-preferring RW lock whose sweep cannot be starved by readers."""
 
-    __slots__ = ("_local", "_rw", "_turnstile", "acquire_write", "release_write", "sweep_waiting")
+    __slots__ = ("_local", "_rw", "_turnstile", "sweep_waiting", "write")
 
     def __init__(self) -> None:
         self._setup()
 
     def _setup(self) -> None:
         self._rw = rwlock.RWLockRead()
-        writer = self._rw.gen_wlock()
-        self.acquire_write = writer.acquire
-        self.release_write = writer.release
+        # The write side of RWLockRead is exactly its resource lock; its handle only adds
+        # bookkeeping that costs a fifth of update_activity. Used as ``with guard.write:``.
+        self.write = self._rw.c_resource
         self._local = threading.local()
         self._turnstile = threading.Lock()
         self.sweep_waiting = False

@@ -147,7 +147,7 @@ def make_state(
     offset: float,
 ) -> ConversationState:
     """Build a snapshot from monotonic readings and the clock's wall offset, without checks."""
-    return _tuple_new(  # type: ignore[no-any-return]
+    return _tuple_new(
         ConversationState,
         (cid, created + offset, last + offset, expires + offset, active, warned),
     )

@@ -30,14 +30,14 @@ __all__ = ["METRICS", "Telemetry", "rfc3339"]
 
 SCOPE = "conversation_expiry"
 try:
-    _VERSION: str | None = metadata.version("conversation-expiry")
+    _VERSION = metadata.version("conversation-expiry")
 except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-    _VERSION = None
+    _VERSION = "0"
 
 # name, instrument kind, unit, description: listed in the README.
 METRICS = (
     ("conversation_expiry.registered", "counter", "{conversation}", "Conversations registered"),
-    ("conversation_expiry.removed", "counter", "{conversation}", "Conversations removed, by reason"),
+    ("conversation_expiry.removed", "counter", "{conversation}", "Conversations removed"),
     ("conversation_expiry.live", "gauge", "{conversation}", "Live conversations"),
     ("conversation_expiry.sweep.duration", "histogram", "s", "Duration of one sweep"),
     ("conversation_expiry.cleanup.lag", "histogram", "s", "Time from deadline to cleanup"),
@@ -58,6 +58,16 @@ class _NoSpan:
 
 
 _NO_SPAN = _NoSpan()
+
+
+class _CleanupScope:
+    """The span of one conversation's cleanup, and whether a callable failed in it."""
+
+    __slots__ = ("failed", "span")
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self.failed = False
 
 
 def _is_real(provider: object, proxies: tuple[type, ...]) -> bool:
@@ -127,14 +137,13 @@ class Telemetry:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
                 raise
-            else:
-                if span.status.status_code is StatusCode.UNSET:
-                    span.set_status(Status(StatusCode.OK))
+            span.set_status(Status(StatusCode.OK))
 
     def traced_update(
         self, update: Callable[[str, bool], ConversationState], raw_id: object, extend: bool
     ) -> ConversationState:
-        with self._span("expiry_manager.update_activity", raw_id if isinstance(raw_id, str) else None) as span:
+        cid_attr = raw_id if isinstance(raw_id, str) else None
+        with self._span("expiry_manager.update_activity", cid_attr) as span:
             cid = check_id(raw_id)
             state = update(cid, extend)
             span.set_attribute("new_expires_at", rfc3339(state.expires_at))
@@ -147,19 +156,23 @@ class Telemetry:
         return self._cleanup_span(cid, reason)
 
     @contextmanager
-    def _cleanup_span(self, cid: str, reason: ExpiryReason) -> Iterator[Span]:
+    def _cleanup_span(self, cid: str, reason: ExpiryReason) -> Iterator[_CleanupScope]:
         with self._tracer.start_as_current_span(
             "expiry_manager.cleanup_conversation",
             attributes={"conversation_id": cid, "reason": reason.value},
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
-            yield span
-            if span.status.status_code is StatusCode.UNSET:
+            scope = _CleanupScope(span)
+            yield scope
+            if not scope.failed:
                 span.set_status(Status(StatusCode.OK))
 
-    def callback_failed(self, what: str, span: Span | None, exc: BaseException) -> None:
-        if span is not None:
-            span.record_exception(exc, attributes={"callback": what})
-            span.set_status(Status(StatusCode.ERROR, f"{what} raised {type(exc).__name__}"))
+    def callback_failed(self, what: str, scope: _CleanupScope | None, exc: BaseException) -> None:
+        if scope is not None:
+            scope.failed = True
+            scope.span.record_exception(exc, attributes={"callback": what})
+            scope.span.set_status(Status(StatusCode.ERROR, f"{what} raised {type(exc).__name__}"))
         if self.measuring:
             self._failures.add(1, {"callback": what})
 

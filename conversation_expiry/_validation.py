@@ -6,7 +6,7 @@ import math
 from datetime import timedelta
 from typing import NoReturn
 
-__all__ = ["check_id", "invalid_id", "to_seconds", "to_optional_seconds"]
+__all__ = ["check_id", "invalid_id", "to_optional_seconds", "to_seconds"]
 
 
 def invalid_id(value: object, name: str = "conversation_id") -> NoReturn:

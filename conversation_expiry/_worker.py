@@ -20,7 +20,7 @@ class CleanupThread:
     """
 
     def __init__(self, sweep: Callable[[], float], interval: float, name: str) -> None:
-        self._sweep = weakref.WeakMethod(sweep)  # type: ignore[arg-type]
+        self._sweep = weakref.WeakMethod(sweep)
         self._interval = interval
         self._name = name
         self._lock = threading.Lock()
@@ -40,7 +40,7 @@ class CleanupThread:
     def start(self) -> None:
         with self._lock:
             if self._stopping:
-                raise RuntimeError("the cleanup thread was stopped; a stopped manager cannot restart")
+                raise RuntimeError("this manager was stopped; its cleanup thread cannot restart")
             if self.alive:
                 return
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
