@@ -16,7 +16,7 @@ from ._errors import (
 from ._manager import ConversationExpiryManager
 from ._memory import MemoryStore
 from ._state import ConversationState, ExpiryReason
-from ._store import ConversationStore, Policy, Removal
+from ._store import ConversationStore, Policy, Removed, new_state
 
 __all__ = [
     "Clock",
@@ -30,6 +30,7 @@ __all__ = [
     "ManualClock",
     "MemoryStore",
     "Policy",
-    "Removal",
+    "Removed",
     "SystemClock",
+    "new_state",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from operator import itemgetter
 from collections.abc import Callable, Collection, Iterable
 from datetime import timedelta
 from types import TracebackType
@@ -14,7 +15,7 @@ from ._errors import ConversationNotFoundError
 from ._faults import FaultLog
 from ._memory import MemoryStore
 from ._state import ConversationState, ExpiryReason
-from ._store import ConversationStore, Policy, Removal
+from ._store import ConversationStore, Policy, Removed
 from ._telemetry import Telemetry, rfc3339
 from ._validation import check_id, to_optional_seconds, to_seconds
 from ._worker import CleanupThread
@@ -28,9 +29,10 @@ OnWarning = Callable[[ConversationState], object]
 # Conversations removed per hold of the write lock in a sweep; about 0.3 ms of work, so a request
 # thread never waits long for the lock (benchmarks/bench_scale.py measures the longest wait).
 SWEEP_BATCH = 256
+_YIELD_EVERY = 0.002
 
-_tuple_new = tuple.__new__
 _EXPIRIES = (ExpiryReason.EXPIRED, ExpiryReason.MAX_AGE)
+_first = itemgetter(0)
 
 
 def _meaningful_predicate(value: object) -> Callable[[str], bool] | None:
@@ -144,7 +146,7 @@ class ConversationExpiryManager:
             if span is not None:
                 span.set_attribute("expires_at", rfc3339(state.expires_at))
         self._telemetry.registered()
-        if removed:
+        if removed.states:
             self._finish(removed, now)
         if self.warning_before is not None:
             self._worker.wake()  # its warning may fall due before the thread's next wake-up
@@ -199,12 +201,12 @@ class ConversationExpiryManager:
         with self._telemetry.span("expiry_manager.end", _id_attr(conversation_id)) as span:
             cid = check_id(conversation_id)
             now, offset = self._reading()
-            removal = self._store.end(cid, now, offset)
-            ended = removal is not None and removal.reason is ExpiryReason.ENDED
+            removed = self._store.end(cid, now, offset)
+            ended = bool(removed.reasons) and removed.reasons[0] is ExpiryReason.ENDED
             if span is not None:
                 span.set_attribute("ended", ended)
-        if removal is not None:
-            self._finish([removal], now)
+        if removed.states:
+            self._finish(removed, now)
         return ended
 
     def add_cleanup(self, conversation_id: str, fn: Callable[[], object]) -> None:
@@ -233,20 +235,24 @@ class ConversationExpiryManager:
         callables after releasing it, so request threads get in between batches.
         """
         expired: list[str] = []
-        started = time.perf_counter()
+        started = yielded = time.perf_counter()
         with self._telemetry.span("expiry_manager.cleanup") as span:
             while True:
                 now, offset = self._reading()
                 removed, warned, more = self._store.collect(now, offset, SWEEP_BATCH)
-                expired.extend(r.state.id for r in removed if r.reason in _EXPIRIES)
-                self._finish(removed, now)
+                expired.extend(map(_first, removed.states))  # a sweep removes only the expired
+                if removed.states:
+                    self._finish(removed, now)
                 if warned:
                     self._warn(warned)
                 if not more:
                     break
-                # Releasing the lock is not enough: CPython hands the GIL over only every 5 ms,
-                # and this thread would take the lock again first. Sleeping lets waiters in.
-                time.sleep(0)
+                # Releasing the lock between batches is not enough: CPython hands the GIL to a
+                # waiting thread only every 5 ms, and this one would retake the lock first. A
+                # sleep(0) lets waiters in; it costs ~0.1 ms, so it is spent every _YIELD_EVERY.
+                if time.perf_counter() - yielded > _YIELD_EVERY:
+                    time.sleep(0)
+                    yielded = time.perf_counter()
             remaining = len(self) if span is not None else -1
             self._telemetry.swept(span, len(expired), remaining, time.perf_counter() - started)
         return expired
@@ -260,26 +266,40 @@ class ConversationExpiryManager:
             return self.cleanup_interval
         return due - self._now()
 
-    def _finish(self, removed: list[Removal], now: float) -> None:
+    def _finish(self, removed: Removed, now: float) -> None:
         """Run the cleanups and on_expire of conversations that left; contain their faults."""
+        states, reasons, cleanups = removed
         on_expire = self._on_expire
         telemetry = self._telemetry
-        for removal in removed:
-            state, deadline, reason, cleanups = removal
-            cid = state.id
+        if not (cleanups or telemetry.tracing or telemetry.measuring):
+            # The common sweep: nothing but on_expire to call. Written out, it is per conversation.
+            if on_expire is not None:
+                for state, reason in zip(states, reasons, strict=True):
+                    try:
+                        on_expire(state, reason)
+                    except Exception as exc:
+                        self._call_failed(None, "on_expire", on_expire, state[0], exc)
+            return
+        for state, reason in zip(states, reasons, strict=True):
+            cid = state[0]
             with telemetry.cleanup_span(cid, reason) as span:
-                for fn in reversed(cleanups):
+                for fn in reversed(cleanups.get(cid, ())):
                     self._call(span, "cleanup", fn, cid)
                 if on_expire is not None:
                     self._call(span, "on_expire", on_expire, cid, state, reason)
-            telemetry.removed(reason, now - deadline if reason in _EXPIRIES else None)
+            telemetry.removed(reason, now - state[3] if reason in _EXPIRIES else None)
 
     def _call(self, span: Any, what: str, fn: Callable[..., object], cid: str, *args: Any) -> None:
         try:
             fn(*args)
         except Exception as exc:
-            self._faults.report(what, fn, cid, exc)
-            self._telemetry.callback_failed(what, span, exc)
+            self._call_failed(span, what, fn, cid, exc)
+
+    def _call_failed(
+        self, span: Any, what: str, fn: Callable[..., object], cid: str, exc: Exception
+    ) -> None:
+        self._faults.report(what, fn, cid, exc)
+        self._telemetry.callback_failed(what, span, exc)
 
     def _warn(self, warned: list[ConversationState]) -> None:
         on_warning = self._on_warning
@@ -308,7 +328,7 @@ class ConversationExpiryManager:
             while True:
                 now, offset = self._reading()
                 removed = self._store.drain(now, offset, SWEEP_BATCH)
-                if not removed:
+                if not removed.states:
                     break
                 self._finish(removed, now)
         self._faults.flush()

@@ -19,7 +19,7 @@ from typing import Any
 from ._errors import ConversationExpiredError, ConversationNotFoundError
 from ._rwlock import RWGuard
 from ._state import ConversationState, ExpiryReason
-from ._store import Cleanup, Policy, Removal
+from ._store import Cleanup, Policy, Removed
 
 __all__ = ["MemoryStore"]
 
@@ -119,29 +119,23 @@ class MemoryStore:
         warned = bool(self._warned) and e.cid in self._warned
         return _tuple_new(
             ConversationState,
-            (
-                e.cid,
-                e.created + offset,
-                e.last + offset,
-                self._deadline(e, ttl) + offset,
-                active,
-                warned,
-            ),
+            (e.cid, e.created, e.last, self._deadline(e, ttl), active, warned, offset),
         )
 
-    def _remove(self, e: _Entry, reason: ExpiryReason, offset: float) -> Removal:
+    def _remove(self, e: _Entry, reason: ExpiryReason, offset: float, out: Removed) -> None:
         cid = e.cid
-        ttl = self._ttl_for(cid)
-        state = self._state(e, ttl, offset, active=False)
-        deadline = self._deadline(e, ttl)
+        out.states.append(self._state(e, self._ttl_for(cid), offset, active=False))
+        out.reasons.append(reason)
         _unlink(e)
         del self._entries[cid]
         if self._ttl_of:
             self._ttl_of.pop(cid, None)
         if self._warned:
             self._warned.discard(cid)
-        cleanups = self._cleanups.pop(cid, None) if self._cleanups else None
-        return Removal(state, deadline, reason, cleanups or [])
+        if self._cleanups:
+            cleanups = self._cleanups.pop(cid, None)
+            if cleanups:
+                out.cleanups[cid] = cleanups
 
     def _live(self, cid: str, now: float) -> tuple[_Entry, float]:
         e = self._entries.get(cid)
@@ -177,8 +171,8 @@ class MemoryStore:
 
     def register(
         self, cid: str, now: float, offset: float, ttl: float | None
-    ) -> tuple[ConversationState, list[Removal]]:
-        removed: list[Removal] = []
+    ) -> tuple[ConversationState, Removed]:
+        removed = Removed([], [], {})
         with self._guard.write:
             e = self._entries.get(cid)
             if e is not None:
@@ -189,7 +183,7 @@ class MemoryStore:
                         old_ttl = ttl
                     self._activity(e, old_ttl, now)
                     return self._state(e, old_ttl, offset), removed
-                removed.append(self._remove(e, self._reason(e, old_ttl), offset))
+                self._remove(e, self._reason(e, old_ttl), offset, removed)
             if self._capacity is not None:
                 while len(self._entries) >= self._capacity:
                     victim = self._oldest()
@@ -200,7 +194,7 @@ class MemoryStore:
                         if now > self._deadline(victim, vttl)
                         else ExpiryReason.EVICTED
                     )
-                    removed.append(self._remove(victim, reason, offset))
+                    self._remove(victim, reason, offset, removed)
             e = _Entry()
             e.cid = cid
             e.created = e.last = now
@@ -248,8 +242,7 @@ class MemoryStore:
                 p.next = e
                 ring.prev = e
             return _tuple_new(
-                ConversationState,
-                (cid, e.created + offset, last + offset, last + ttl + offset, True, False),
+                ConversationState, (cid, e.created, last, last + ttl, True, False, offset)
             )
 
     def get(self, cid: str, now: float, offset: float) -> ConversationState | None:
@@ -298,46 +291,87 @@ class MemoryStore:
             self._live(cid, now)
             self._cleanups.setdefault(cid, []).append(fn)
 
-    def end(self, cid: str, now: float, offset: float) -> Removal | None:
+    def end(self, cid: str, now: float, offset: float) -> Removed:
+        removed = Removed([], [], {})
         with self._guard.write:
             e = self._entries.get(cid)
-            if e is None:
-                return None
-            ttl = self._ttl_for(cid)
-            if now > self._deadline(e, ttl):
-                return self._remove(e, self._reason(e, ttl), offset)
-            return self._remove(e, ExpiryReason.ENDED, offset)
+            if e is not None:
+                ttl = self._ttl_for(cid)
+                if now > self._deadline(e, ttl):
+                    self._remove(e, self._reason(e, ttl), offset, removed)
+                else:
+                    self._remove(e, ExpiryReason.ENDED, offset, removed)
+        return removed
 
     def collect(
         self, now: float, offset: float, limit: int
-    ) -> tuple[list[Removal], list[ConversationState], bool]:
-        removed: list[Removal] = []
-        warned: list[ConversationState] = []
+    ) -> tuple[Removed, list[ConversationState], bool]:
         handle = self._guard.acquire_sweep()
         try:
+            if self._plain and len(self._queues) == 1:
+                removed = self._collect_plain(now, offset, limit)
+                return removed, [], len(removed.states) >= limit
+            removed = Removed([], [], {})
+            warned: list[ConversationState] = []
             for q in list(self._queues.values()):
                 for ring in (q.warned, q.fresh):
                     e = ring.next
-                    while e is not ring and len(removed) < limit:
+                    while e is not ring and len(removed.states) < limit:
                         if now <= self._deadline(e, q.ttl):
                             break
                         nxt = e.next
-                        removed.append(self._remove(e, self._reason(e, q.ttl), offset))
+                        self._remove(e, self._reason(e, q.ttl), offset, removed)
                         e = nxt
                 if q is not self._default and q.fresh.next is q.fresh and q.warned.next is q.warned:
                     del self._queues[q.ttl]  # a TTL nobody uses any more
-            if self._max_age is not None and len(removed) < limit:
+            if self._max_age is not None and len(removed.states) < limit:
+                room = limit - len(removed.states)
                 due: list[_Entry] = []
                 for e in self._entries.values():
-                    if now <= e.created + self._max_age or len(removed) + len(due) >= limit:
+                    if now <= e.created + self._max_age or len(due) >= room:
                         break
                     due.append(e)
-                removed.extend(self._remove(e, _MAX_AGE, offset) for e in due)
+                for e in due:
+                    self._remove(e, _MAX_AGE, offset, removed)
             if self._warn is not None:
-                self._collect_warnings(now, offset, limit - len(removed), warned)
-            return removed, warned, len(removed) + len(warned) >= limit
+                self._collect_warnings(now, offset, limit - len(removed.states), warned)
+            return removed, warned, len(removed.states) + len(warned) >= limit
         finally:
             handle.release()
+
+    def _collect_plain(self, now: float, offset: float, limit: int) -> Removed:
+        # One TTL, no max_age, no warnings: the expired entries are a prefix of the ring. This
+        # is most of a sweep's cost per conversation, so it is written out.
+        ring = self._default.fresh
+        ttl = self._ttl
+        entries = self._entries
+        states: list[ConversationState] = []
+        append = states.append
+        e = ring.next
+        n = 0
+        while e is not ring and n < limit:
+            last = e.last
+            if now <= last + ttl:
+                break
+            cid = e.cid
+            append(
+                _tuple_new(ConversationState, (cid, e.created, last, last + ttl, False, False, offset))
+            )
+            del entries[cid]
+            nxt = e.next
+            e.next = ring  # no reference cycles among the removed: refcounting frees them
+            e = nxt
+            n += 1
+        ring.next = e
+        e.prev = ring
+        cleanups: dict[str, list[Cleanup]] = {}
+        if self._cleanups:
+            pop = self._cleanups.pop
+            for state in states:
+                fns = pop(state[0], None)
+                if fns:
+                    cleanups[state[0]] = fns
+        return Removed(states, [_EXPIRED] * n, cleanups)
 
     def _collect_warnings(
         self, now: float, offset: float, limit: int, out: list[ConversationState]
@@ -364,17 +398,17 @@ class MemoryStore:
                     self._warned.add(e.cid)
                     out.append(self._state(e, self._ttl_for(e.cid), offset))
 
-    def drain(self, now: float, offset: float, limit: int) -> list[Removal]:
+    def drain(self, now: float, offset: float, limit: int) -> Removed:
+        removed = Removed([], [], {})
         handle = self._guard.acquire_sweep()
         try:
-            out: list[Removal] = []
             for e in list(islice(self._entries.values(), limit)):
                 ttl = self._ttl_for(e.cid)
                 if now > self._deadline(e, ttl):
-                    out.append(self._remove(e, self._reason(e, ttl), offset))
+                    self._remove(e, self._reason(e, ttl), offset, removed)
                 else:
-                    out.append(self._remove(e, ExpiryReason.SHUTDOWN, offset))
-            return out
+                    self._remove(e, ExpiryReason.SHUTDOWN, offset, removed)
+            return removed
         finally:
             handle.release()
 

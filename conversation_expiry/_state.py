@@ -7,7 +7,7 @@ from dataclasses import FrozenInstanceError
 from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["ConversationState", "ExpiryReason", "make_state"]
+__all__ = ["ConversationState", "ExpiryReason"]
 
 _UTC = timezone.utc
 _tuple_new = tuple.__new__
@@ -33,10 +33,13 @@ def _dt(seconds: float) -> datetime:
 class ConversationState(tuple):  # type: ignore[type-arg]
     """Snapshot of one conversation (Go: ``ConversationState``); frozen, compared by value.
 
-    Times are kept as POSIX seconds and turned into timezone-aware UTC datetimes when read: a
-    snapshot is built on every ``update_activity`` and most are never looked at.
+    Times are kept as the clock's monotonic seconds plus its wall offset, and turned into
+    timezone-aware UTC datetimes when read: a snapshot is built on every ``update_activity`` and
+    for every conversation a sweep removes, and most are never looked at.
     """
 
+    # Layout, for stores that build snapshots: (id, created, last, expires, active, warning_sent,
+    # offset), the three times in monotonic seconds, offset = Clock.wall_offset().
     __slots__ = ()
 
     def __new__(
@@ -64,6 +67,7 @@ class ConversationState(tuple):  # type: ignore[type-arg]
                 expires_at.timestamp(),
                 bool(active),
                 bool(warning_sent),
+                0.0,
             ),
         )
 
@@ -73,15 +77,15 @@ class ConversationState(tuple):  # type: ignore[type-arg]
 
     @property
     def created_at(self) -> datetime:
-        return _dt(self[1])
+        return _dt(self[1] + self[6])
 
     @property
     def last_activity(self) -> datetime:
-        return _dt(self[2])
+        return _dt(self[2] + self[6])
 
     @property
     def expires_at(self) -> datetime:
-        return _dt(self[3])
+        return _dt(self[3] + self[6])
 
     @property
     def active(self) -> bool:
@@ -135,19 +139,3 @@ class ConversationState(tuple):  # type: ignore[type-arg]
             "active": self[4],
             "warning_sent": self[5],
         }
-
-
-def make_state(
-    cid: str,
-    created: float,
-    last: float,
-    expires: float,
-    active: bool,
-    warned: bool,
-    offset: float,
-) -> ConversationState:
-    """Build a snapshot from monotonic readings and the clock's wall offset, without checks."""
-    return _tuple_new(
-        ConversationState,
-        (cid, created + offset, last + offset, expires + offset, active, warned),
-    )

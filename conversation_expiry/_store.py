@@ -15,18 +15,37 @@ from typing import NamedTuple, Protocol
 
 from ._state import ConversationState, ExpiryReason
 
-__all__ = ["Cleanup", "ConversationStore", "Policy", "Removal"]
+__all__ = ["Cleanup", "ConversationStore", "Policy", "Removed", "new_state"]
 
 Cleanup = Callable[[], object]
 
 
-class Removal(NamedTuple):
-    """A conversation that left the store, with what must now run for it."""
+class Removed(NamedTuple):
+    """Conversations that left the store in one call, and what must now run for them.
 
-    state: ConversationState  # as it was when it left, ``active=False``
-    deadline: float  # its deadline in the clock's monotonic seconds
-    reason: ExpiryReason
-    cleanups: list[Cleanup]  # in the order they were attached
+    One object per call, not per conversation: a sweep removes many, and a tuple each would be a
+    sizeable part of its cost.
+    """
+
+    states: list[ConversationState]  # as they were when they left, ``active=False``
+    reasons: list[ExpiryReason]  # parallel to ``states``
+    cleanups: dict[str, list[Cleanup]]  # by id, in the order attached; absent if none
+
+
+_tuple_new = tuple.__new__
+
+
+def new_state(
+    cid: str,
+    created: float,
+    last: float,
+    expires: float,
+    active: bool,
+    warned: bool,
+    offset: float,
+) -> ConversationState:
+    """A snapshot from a store's monotonic readings; no checks (stores call it a lot)."""
+    return _tuple_new(ConversationState, (cid, created, last, expires, active, warned, offset))
 
 
 @dataclass(frozen=True)
@@ -47,7 +66,7 @@ class ConversationStore(Protocol):
 
     def register(
         self, cid: str, now: float, offset: float, ttl: float | None
-    ) -> tuple[ConversationState, list[Removal]]:
+    ) -> tuple[ConversationState, Removed]:
         """Start ``cid``, or count as activity if it is live (keeping its created time and
         cleanups; a ``ttl`` given replaces its TTL). A past-deadline ``cid`` is removed and
         started afresh. Returns its state and whatever left to make room."""
@@ -68,17 +87,17 @@ class ConversationStore(Protocol):
     def add_cleanup(self, cid: str, now: float, fn: Cleanup) -> None:
         """Attach ``fn`` to a live ``cid``, raising like :meth:`touch` otherwise."""
 
-    def end(self, cid: str, now: float, offset: float) -> Removal | None:
+    def end(self, cid: str, now: float, offset: float) -> Removed:
         """Remove ``cid`` now: reason ENDED if it was live, its expiry reason if it was past
-        due, None if unknown."""
+        due; nothing if unknown."""
 
     def collect(
         self, now: float, offset: float, limit: int
-    ) -> tuple[list[Removal], list[ConversationState], bool]:
+    ) -> tuple[Removed, list[ConversationState], bool]:
         """Remove up to ``limit`` past-due conversations and mark those entering their warning
         window; returns (removed, newly warned, whether more work remains)."""
 
-    def drain(self, now: float, offset: float, limit: int) -> list[Removal]:
+    def drain(self, now: float, offset: float, limit: int) -> Removed:
         """Remove up to ``limit`` conversations, live or not (shutdown)."""
 
     def next_warning_at(self) -> float | None:

@@ -1,0 +1,196 @@
+"""What the Flask and Django integrations share: their settings and the policy for untrusted ids.
+
+A conversation id read from a request is chosen by the client, so it is bounded in length and
+characters before it reaches the manager or a log line, and the manager's capacity is bounded by
+default: a client inventing a fresh id per request would otherwise grow memory without limit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from . import ConversationExpiryManager, ConversationState, ExpiryReason
+
+OnExpire = Callable[[ConversationState, ExpiryReason], object]
+OnWarning = Callable[[ConversationState], object]
+
+__all__ = [
+    "DEFAULTS",
+    "IdPolicy",
+    "InvalidConversationId",
+    "Runtime",
+    "shown",
+]
+
+logger = logging.getLogger("conversation_expiry.web")
+
+DEFAULT_HEADER = "X-Conversation-ID"
+DEFAULT_ID_MAX_LENGTH = 128
+DEFAULT_ID_PATTERN = r"[A-Za-z0-9._:-]+"
+
+# Settings names (without any framework prefix) and the manager argument each one feeds.
+_MANAGER_ARGS = {
+    "TTL": "ttl",
+    "CLEANUP_INTERVAL": "cleanup_interval",
+    "MAX_CONVERSATIONS": "max_conversations",
+    "MAX_AGE": "max_age",
+    "WARNING_BEFORE": "warning_before",
+    "MEANINGFUL_ACTIVITIES": "meaningful_activities",
+    "CLOCK": "clock",
+    "AUTOSTART": "autostart",
+    "THREAD_NAME": "thread_name",
+    "TRACER_PROVIDER": "tracer_provider",
+    "METER_PROVIDER": "meter_provider",
+}
+
+DEFAULTS: Mapping[str, Any] = {
+    "TTL": 1800,
+    "CLEANUP_INTERVAL": 60,
+    # Bounded by default: ids come from clients, and each new one costs memory until it expires.
+    "MAX_CONVERSATIONS": 10_000,
+    "HEADER": DEFAULT_HEADER,
+    "ID_MAX_LENGTH": DEFAULT_ID_MAX_LENGTH,
+    "ID_PATTERN": DEFAULT_ID_PATTERN,
+    "ACTIVITY_TYPE": "message",
+    "CLEANUP_AT_EXIT": True,
+    "EXIT_TIMEOUT": 5.0,
+}
+
+KNOWN_KEYS = frozenset(_MANAGER_ARGS) | frozenset(DEFAULTS)
+
+# How much of a rejected id reaches the log: enough to recognise it, not enough to flood.
+_SHOWN_CHARS = 64
+
+
+def shown(value: str) -> str:
+    """The part of an untrusted id fit for a log line; log it with %r so it cannot forge lines."""
+    return value if len(value) <= _SHOWN_CHARS else value[:_SHOWN_CHARS] + "..."
+
+
+class InvalidConversationId(ValueError):
+    """A conversation id from a request that the id policy refuses; ``reason`` is safe to show."""
+
+    def __init__(self, value: str, reason: str) -> None:
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid conversation id {shown(value)!r}: {reason}")
+
+
+class IdPolicy:
+    """Which conversation ids a request may name: at most ``max_length`` chars matching ``pattern``.
+
+    ``pattern`` must match the whole id (``re.fullmatch``, so a trailing newline does not slip
+    through as it would with ``$``); the length is checked first so a huge id costs no regex work.
+    """
+
+    __slots__ = ("max_length", "pattern")
+
+    def __init__(
+        self,
+        max_length: int = DEFAULT_ID_MAX_LENGTH,
+        pattern: str | re.Pattern[str] = DEFAULT_ID_PATTERN,
+    ) -> None:
+        if isinstance(max_length, bool) or not isinstance(max_length, int):
+            raise TypeError(f"ID_MAX_LENGTH must be an int, got {max_length!r:.80}")
+        if max_length < 1:
+            raise ValueError(f"ID_MAX_LENGTH must be at least 1, got {max_length!r}")
+        if isinstance(pattern, str):
+            try:
+                pattern = re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"ID_PATTERN is not a valid regular expression: {exc}") from None
+        elif not isinstance(pattern, re.Pattern) or not isinstance(pattern.pattern, str):
+            raise TypeError(f"ID_PATTERN must be a str or a compiled pattern, got {pattern!r:.80}")
+        self.max_length = max_length
+        self.pattern: re.Pattern[str] = pattern
+
+    def check(self, value: str) -> str:
+        """Return ``value`` if the policy accepts it, else raise :class:`InvalidConversationId`."""
+        if not value:
+            raise InvalidConversationId(value, "it is empty")
+        if len(value) > self.max_length:
+            raise InvalidConversationId(value, f"it is longer than {self.max_length} characters")
+        if self.pattern.fullmatch(value) is None:
+            raise InvalidConversationId(value, "it has characters that are not allowed")
+        return value
+
+    def __repr__(self) -> str:
+        return f"IdPolicy(max_length={self.max_length}, pattern={self.pattern.pattern!r})"
+
+
+class Runtime:
+    """One manager and the request policy around it: what an app (Flask) or process (Django) holds.
+
+    Registers its own :meth:`close` with ``atexit`` so the manager stops at interpreter exit; an
+    explicit :meth:`close` unregisters it, so a test that closes many runtimes leaves none behind.
+    """
+
+    def __init__(
+        self,
+        options: Mapping[str, Any],
+        *,
+        source: str,
+        on_expire: OnExpire | None = None,
+        on_warning: OnWarning | None = None,
+    ) -> None:
+        unknown = sorted(set(options) - KNOWN_KEYS)
+        if unknown:
+            raise ValueError(
+                f"unknown {source} setting(s) {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(sorted(KNOWN_KEYS))}"
+            )
+        merged = {**DEFAULTS, **options}
+        header = merged["HEADER"]
+        if not isinstance(header, str) or not header:
+            raise TypeError(f"HEADER must be a non-empty str, got {header!r:.80}")
+        activity_type = merged["ACTIVITY_TYPE"]
+        if not isinstance(activity_type, str):
+            raise TypeError(f"ACTIVITY_TYPE must be a str, got {activity_type!r:.80}")
+        self.header: str = header
+        self.activity_type: str = activity_type
+        self.policy = IdPolicy(merged["ID_MAX_LENGTH"], merged["ID_PATTERN"])
+        self.cleanup_at_exit = bool(merged["CLEANUP_AT_EXIT"])
+        exit_timeout = merged["EXIT_TIMEOUT"]
+        if exit_timeout is not None and (
+            isinstance(exit_timeout, bool)
+            or not isinstance(exit_timeout, (int, float))
+            or not 0 <= exit_timeout < math.inf
+        ):
+            raise ValueError(f"EXIT_TIMEOUT must be None or seconds >= 0, got {exit_timeout!r:.80}")
+        self.exit_timeout: float | None = exit_timeout
+        kwargs = {arg: merged[key] for key, arg in _MANAGER_ARGS.items() if key in merged}
+        self.manager = ConversationExpiryManager(
+            **kwargs, on_expire=on_expire, on_warning=on_warning
+        )
+        atexit.register(self._at_exit)
+
+    def accept(self, raw: str | None) -> tuple[ConversationState | None, bool]:
+        """Touch the conversation a request names, or start it; (None, False) when it names none.
+
+        Raises :class:`InvalidConversationId` before touching anything when the id is refused.
+        """
+        if raw is None:
+            return None, False
+        try:
+            cid = self.policy.check(raw)
+        except InvalidConversationId as exc:
+            logger.warning(
+                "rejected conversation id %r (%d characters): %s", shown(raw), len(raw), exc.reason
+            )
+            raise
+        state, fresh = self.manager.ensure_conversation(cid, self.activity_type)
+        logger.debug("%s conversation %r", "started" if fresh else "touched", cid)
+        return state, fresh
+
+    def close(self, timeout: float | None = None, *, cleanup_remaining: bool = False) -> None:
+        """Stop the manager (idempotent) and drop the ``atexit`` hook."""
+        atexit.unregister(self._at_exit)
+        self.manager.stop(timeout, cleanup_remaining=cleanup_remaining)
+
+    def _at_exit(self) -> None:
+        self.close(self.exit_timeout, cleanup_remaining=self.cleanup_at_exit)

@@ -1,0 +1,176 @@
+"""Django integration: an app config, a middleware and the ``conversation_expired`` signal.
+
+Add ``"conversation_expiry.django.ConversationExpiryConfig"`` to ``INSTALLED_APPS`` (the class
+path: this module is not a package, so Django would not find the config from the module path)
+and ``"conversation_expiry.django.ConversationExpiryMiddleware"`` to ``MIDDLEWARE``; options come
+from the ``CONVERSATION_EXPIRY`` settings dict. The manager is one per process: each worker
+process of a multi-process server holds its own conversations.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from django.apps import AppConfig  # type: ignore[import-untyped]
+from django.conf import settings  # type: ignore[import-untyped]
+from django.core.exceptions import BadRequest, ImproperlyConfigured  # type: ignore[import-untyped]
+from django.dispatch import Signal  # type: ignore[import-untyped]
+from django.http import HttpResponseBadRequest  # type: ignore[import-untyped]
+
+from . import ConversationExpiryManager, ConversationState, ExpiryReason
+from ._web import InvalidConversationId, Runtime, shown
+
+__all__ = [
+    "ConversationExpiryConfig",
+    "ConversationExpiryMiddleware",
+    "conversation_expired",
+    "conversation_expiring",
+    "get_manager",
+    "shutdown",
+    "touch_conversation",
+]
+
+logger = logging.getLogger("conversation_expiry.django")
+
+# Sent exactly once per conversation that leaves, whatever the reason (expired, ended, evicted,
+# shutdown, max_age), with sender=ConversationExpiryManager and keyword arguments state, reason.
+# Receivers run on the cleanup thread for background sweeps.
+conversation_expired = Signal()
+
+# Sent once per conversation when it is WARNING_BEFORE seconds from expiring, with state=.
+conversation_expiring = Signal()
+
+# One manager per process, whatever number of times (or on whatever AppConfig instances) Django
+# calls ready(): a test runner may populate the app registry more than once.
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+
+
+class ConversationExpiryConfig(AppConfig):  # type: ignore[misc]
+    """Builds the process's manager from ``settings.CONVERSATION_EXPIRY`` when Django is ready."""
+
+    name = "conversation_expiry.django"
+    label = "conversation_expiry"
+    verbose_name = "Conversation expiry"
+
+    def ready(self) -> None:
+        _start()
+
+
+class ConversationExpiryMiddleware:
+    """Touches the conversation named by the request's header and sets ``request.conversation``.
+
+    ``request.conversation`` is the state (None without the header), ``request.conversation_
+    started`` tells whether it started afresh; a refused id answers 400 and changes nothing.
+    """
+
+    def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        # Looked up per request, not kept: shutdown() and a later ready() may replace it.
+        runtime = _current()
+        request.conversation = None
+        request.conversation_started = False
+        try:
+            _accept(runtime, request, request.headers.get(runtime.header))
+        except InvalidConversationId as exc:
+            return HttpResponseBadRequest(
+                f"Invalid conversation id: {exc.reason}.", content_type="text/plain"
+            )
+        return self.get_response(request)
+
+
+def get_manager() -> ConversationExpiryManager:
+    """This process's manager; ImproperlyConfigured before the app config is ready."""
+    return _current().manager
+
+
+def touch_conversation(request: Any, conversation_id: str) -> ConversationState:
+    """Touch (or start afresh) a conversation whose id a view found elsewhere, e.g. in the URL.
+
+    Applies the header's id policy: a refused id raises ``BadRequest`` (Django answers 400)
+    before anything changes. Also sets ``request.conversation`` and ``conversation_started``.
+    """
+    try:
+        _accept(_current(), request, conversation_id)
+    except InvalidConversationId as exc:
+        raise BadRequest(f"Invalid conversation id: {exc.reason}.") from None
+    state: ConversationState = request.conversation
+    return state
+
+
+def shutdown(timeout: float | None = None, *, cleanup_remaining: bool = False) -> None:
+    """Stop the manager and forget it, so the next ``ready()`` builds one from current settings.
+
+    Not needed at interpreter exit (the manager is stopped then anyway); for tests that start
+    over with other settings, and for code that wants the SHUTDOWN cleanups run at a chosen time.
+    """
+    global _runtime
+    with _lock:
+        runtime, _runtime = _runtime, None
+    if runtime is not None:
+        runtime.close(timeout, cleanup_remaining=cleanup_remaining)
+
+
+def _accept(runtime: Runtime, request: Any, raw: str | None) -> None:
+    state, fresh = runtime.accept(raw)
+    request.conversation = state
+    request.conversation_started = fresh
+
+
+def _current() -> Runtime:
+    runtime = _runtime
+    if runtime is None:
+        raise ImproperlyConfigured(
+            "conversation expiry is not ready: add "
+            "'conversation_expiry.django.ConversationExpiryConfig' to INSTALLED_APPS"
+        )
+    return runtime
+
+
+def _start() -> Runtime:
+    global _runtime
+    with _lock:
+        if _runtime is not None:
+            return _runtime
+        options = getattr(settings, "CONVERSATION_EXPIRY", {})
+        if not isinstance(options, Mapping):
+            raise ImproperlyConfigured(
+                f"settings.CONVERSATION_EXPIRY must be a dict, got {type(options).__name__}"
+            )
+        warns = options.get("WARNING_BEFORE") is not None
+        try:
+            _runtime = Runtime(
+                options,
+                source="settings.CONVERSATION_EXPIRY",
+                on_expire=_send_expired,
+                on_warning=_send_expiring if warns else None,
+            )
+        except (TypeError, ValueError) as exc:
+            raise ImproperlyConfigured(f"settings.CONVERSATION_EXPIRY: {exc}") from exc
+        return _runtime
+
+
+def _send_expired(state: ConversationState, reason: ExpiryReason) -> None:
+    _send(conversation_expired, state, reason=reason)
+
+
+def _send_expiring(state: ConversationState) -> None:
+    _send(conversation_expiring, state)
+
+
+def _send(signal: Signal, state: ConversationState, **kwargs: Any) -> None:
+    # send_robust: one failing receiver must not keep the others from hearing of it.
+    results = signal.send_robust(sender=ConversationExpiryManager, state=state, **kwargs)
+    for receiver, result in results:
+        if isinstance(result, Exception):
+            logger.error(
+                "receiver %s failed for conversation %r",
+                getattr(receiver, "__qualname__", receiver),
+                shown(state.id),
+                exc_info=(type(result), result, result.__traceback__),
+            )
