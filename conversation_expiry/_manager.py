@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from operator import itemgetter
 from collections.abc import Callable, Collection, Iterable
 from datetime import timedelta
+from operator import itemgetter
 from types import TracebackType
 from typing import Any
 

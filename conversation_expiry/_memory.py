@@ -354,9 +354,8 @@ class MemoryStore:
             if now <= last + ttl:
                 break
             cid = e.cid
-            append(
-                _tuple_new(ConversationState, (cid, e.created, last, last + ttl, False, False, offset))
-            )
+            fields = (cid, e.created, last, last + ttl, False, False, offset)
+            append(_tuple_new(ConversationState, fields))
             del entries[cid]
             nxt = e.next
             e.next = ring  # no reference cycles among the removed: refcounting frees them
