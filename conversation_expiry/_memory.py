@@ -158,16 +158,25 @@ class MemoryStore:
             if self._deadline(e, ttl) - self._warn > now:
                 self._warned.discard(e.cid)
 
-    def _oldest(self) -> _Entry | None:
+    def _victim(self, now: float) -> tuple[_Entry, ExpiryReason]:
+        """Whom to remove at capacity: one already past due if any, else the least recently
+        active. Past-due ones are at the heads of the queues or, for max_age, first created."""
         oldest: _Entry | None = None
         for q in self._queues.values():
             for ring in (q.warned, q.fresh):
                 head = ring.next
-                if head is not ring and (oldest is None or head.last < oldest.last):
+                if head is ring:
+                    continue
+                if now > self._deadline(head, q.ttl):
+                    return head, self._reason(head, q.ttl)
+                if oldest is None or head.last < oldest.last:
                     oldest = head
-        return oldest
-
-    # -- the protocol ----------------------------------------------------------------------
+        if self._max_age is not None:
+            first = next(iter(self._entries.values()))
+            if now > first.created + self._max_age:
+                return first, _MAX_AGE
+        assert oldest is not None
+        return oldest, ExpiryReason.EVICTED
 
     def register(
         self, cid: str, now: float, offset: float, ttl: float | None
@@ -186,14 +195,7 @@ class MemoryStore:
                 self._remove(e, self._reason(e, old_ttl), offset, removed)
             if self._capacity is not None:
                 while len(self._entries) >= self._capacity:
-                    victim = self._oldest()
-                    assert victim is not None
-                    vttl = self._ttl_for(victim.cid)
-                    reason = (
-                        self._reason(victim, vttl)
-                        if now > self._deadline(victim, vttl)
-                        else ExpiryReason.EVICTED
-                    )
+                    victim, reason = self._victim(now)
                     self._remove(victim, reason, offset, removed)
             e = _Entry()
             e.cid = cid

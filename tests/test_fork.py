@@ -1,0 +1,146 @@
+"""The manager keeps working in a child after os.fork() (gunicorn --preload, multiprocessing)."""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from conversation_expiry import ConversationExpiryManager, ExpiryReason, ManualClock
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+CHILD_TIMEOUT = 20.0
+
+
+def run_in_child(body: Callable[[], str]) -> str:
+    """Fork; the child runs ``body`` and reports its result; a hang fails instead of blocking."""
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # "multi-threaded fork" (3.12+)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child, whose coverage is not collected
+        os.close(read_end)
+        try:
+            result = body()
+        except BaseException as exc:
+            result = f"child raised {exc!r}"
+        os.write(write_end, result.encode())
+        os._exit(0)
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], CHILD_TIMEOUT)
+        if not ready:
+            os.kill(pid, 9)
+            pytest.fail("the child hung (deadlock after fork?)")
+        return os.read(read_end, 4096).decode()
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def expired() -> list[tuple[str, ExpiryReason]]:
+    return []
+
+
+@pytest.fixture
+def manager(
+    clock: ManualClock, expired: list[tuple[str, ExpiryReason]]
+) -> Iterator[ConversationExpiryManager]:
+    m = ConversationExpiryManager(
+        10, 0.01, clock=clock, on_expire=lambda s, r: expired.append((s.id, r))
+    )
+    yield m
+    m.stop(timeout=5)
+
+
+def test_child_restarts_the_cleanup_thread_and_expires(
+    manager: ConversationExpiryManager, clock: ManualClock
+) -> None:
+    manager.register_conversation("inherited")
+
+    def child() -> str:
+        seen = threading.Event()
+        manager._on_expire = lambda s, r: seen.set()
+        manager.register_conversation("born-in-child")
+        clock.advance(11)
+        if not seen.wait(10):
+            return f"no expiry in the child; running={manager.running}"
+        return f"ok running={manager.running} left={len(manager)}"
+
+    assert run_in_child(child) == "ok running=True left=0"
+
+
+def test_parent_keeps_its_thread_and_its_conversations_after_a_fork(
+    manager: ConversationExpiryManager,
+) -> None:
+    manager.register_conversation("a")
+    run_in_child(lambda: "done")
+    assert manager.running
+    assert "a" in manager
+    assert manager.update_activity("a").id == "a"
+
+
+def test_child_does_not_deadlock_when_another_thread_held_the_lock(
+    manager: ConversationExpiryManager, clock: ManualClock
+) -> None:
+    manager.register_conversation("a")
+    holding = threading.Event()
+    release = threading.Event()
+    lock = manager._store._guard.write  # type: ignore[attr-defined]
+
+    def hold() -> None:
+        with lock:
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(5)
+    try:
+
+        def child() -> str:
+            manager.register_conversation("b")
+            clock.advance(11)
+            return f"ok expired={sorted(manager.cleanup_expired())}"
+
+        assert run_in_child(child) == "ok expired=['a', 'b']"
+    finally:
+        release.set()
+        holder.join(5)
+    assert manager.update_activity("a").id == "a"  # the parent's lock was released
+
+
+def test_a_stopped_manager_stays_stopped_in_the_child(manager: ConversationExpiryManager) -> None:
+    manager.stop()
+
+    def child() -> str:
+        return f"running={manager.running}"
+
+    assert run_in_child(child) == "running=False"
+
+
+def test_child_sweeps_with_a_real_clock() -> None:
+    with ConversationExpiryManager(0.05, 0.01) as m:
+
+        def child() -> str:
+            done = threading.Event()
+            m._on_expire = lambda s, r: done.set()
+            m.register_conversation("short")
+            deadline = time.monotonic() + 10
+            while not done.wait(0.05) and time.monotonic() < deadline:
+                pass
+            return f"expired={done.is_set()}"
+
+        assert run_in_child(child) == "expired=True"

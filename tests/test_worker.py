@@ -1,0 +1,135 @@
+"""The cleanup thread: named daemon, paced by an Event, never killed by a failing sweep."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from conversation_expiry import (
+    ConversationExpiryManager,
+    ConversationState,
+    ExpiryReason,
+    ManualClock,
+    MemoryStore,
+)
+from conversation_expiry._store import Removed
+
+
+def threads_named(name: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == name]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+def test_thread_is_a_named_daemon() -> None:
+    with ConversationExpiryManager(10, 60, thread_name="ce-test-named") as m:
+        assert m.running
+        (thread,) = threads_named("ce-test-named")
+        assert thread.daemon
+
+
+def test_autostart_false_starts_no_thread() -> None:
+    m = ConversationExpiryManager(10, 60, autostart=False, thread_name="ce-test-lazy")
+    assert not m.running
+    assert threads_named("ce-test-lazy") == []
+    m.stop()
+
+
+class FlakyStore(MemoryStore):
+    """Fails its first sweep, as a broken shared store might."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = threading.Event()
+
+    def collect(
+        self, now: float, offset: float, limit: int
+    ) -> tuple[Removed, list[ConversationState], bool]:
+        if not self.failed.is_set():
+            self.failed.set()
+            raise ConnectionError("store unreachable")
+        return super().collect(now, offset, limit)
+
+
+def test_a_failing_sweep_is_logged_and_the_thread_goes_on(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    expired = threading.Event()
+    store = FlakyStore()
+    with ConversationExpiryManager(
+        1, 0.01, clock=clock, store=store, on_expire=lambda s, r: expired.set()
+    ) as m:
+        m.register_conversation("a")
+        assert store.failed.wait(5)
+        clock.advance(2)
+        assert expired.wait(5)
+        assert m.running
+    assert "sweep failed" in caplog.text
+    assert "ConnectionError" in caplog.text
+
+
+def test_thread_of_a_forgotten_manager_ends() -> None:
+    m = ConversationExpiryManager(10, 0.01, thread_name="ce-test-forgotten")
+    (thread,) = threads_named("ce-test-forgotten")
+    del m
+    gc.collect()
+    thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_warning_due_before_the_interval_wakes_the_thread() -> None:
+    warned = threading.Event()
+    # A one-minute interval: only the wake-up for the warning can deliver it in time.
+    with ConversationExpiryManager(
+        0.4, 60, warning_before=0.3, on_warning=lambda s: warned.set()
+    ) as m:
+        started = time.monotonic()
+        m.register_conversation("a")
+        assert warned.wait(10)
+        assert time.monotonic() - started < 10
+
+
+def test_stop_from_a_callback_on_the_cleanup_thread_does_not_deadlock(clock: ManualClock) -> None:
+    stopped = threading.Event()
+    holder: list[ConversationExpiryManager] = []
+
+    def on_expire(state: ConversationState, reason: ExpiryReason) -> None:
+        holder[0].stop()
+        stopped.set()
+
+    m = ConversationExpiryManager(1, 0.01, clock=clock, on_expire=on_expire)
+    holder.append(m)
+    m.register_conversation("a")
+    clock.advance(2)
+    assert stopped.wait(5)
+    m.stop(timeout=5)
+    assert not m.running
+
+
+def test_create_and_stop_leaves_no_thread_behind() -> None:
+    before = len(threading.enumerate())
+    for _ in range(200):
+        ConversationExpiryManager(10, 3600, thread_name="ce-test-cycle").stop()
+    assert threads_named("ce-test-cycle") == []
+    assert len(threading.enumerate()) <= before
+
+
+def test_debug_log_has_one_line_per_sweep(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    m = ConversationExpiryManager(1, 60, clock=clock, autostart=False)
+    m.register_conversation("a")
+    clock.advance(2)
+    with caplog.at_level(logging.DEBUG, logger="conversation_expiry"):
+        m.cleanup_expired()
+    lines = [r for r in caplog.records if r.name == "conversation_expiry"]
+    assert len(lines) == 1
+    assert "expired 1" in lines[0].getMessage()
