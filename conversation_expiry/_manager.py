@@ -3,53 +3,34 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection
 from datetime import timedelta
 from operator import itemgetter
 from types import TracebackType
 from typing import Any
 
 from . import _fork
+from ._callbacks import Callbacks, OnExpire, OnWarning
 from ._clock import Clock, SystemClock, reader
 from ._errors import ConversationNotFoundError
-from ._faults import FaultLog
 from ._memory import MemoryStore
+from ._settings import check_conversation_ttl, check_options, meaningful_predicate
 from ._state import ConversationState, ExpiryReason
-from ._store import ConversationStore, Policy, Removed
+from ._store import ConversationStore
 from ._telemetry import Telemetry, rfc3339
-from ._validation import check_id, to_optional_seconds, to_seconds
+from ._validation import check_id, to_seconds
 from ._worker import CleanupThread
 
 __all__ = ["ConversationExpiryManager"]
 
 Seconds = float | int | timedelta
-OnExpire = Callable[[ConversationState, ExpiryReason], object]
-OnWarning = Callable[[ConversationState], object]
 
 # Conversations removed per hold of the write lock in a sweep; about 0.3 ms of work, so a request
 # thread never waits long for the lock (benchmarks/bench_scale.py measures the longest wait).
 SWEEP_BATCH = 256
 _YIELD_EVERY = 0.002
 
-_EXPIRIES = (ExpiryReason.EXPIRED, ExpiryReason.MAX_AGE)
 _first = itemgetter(0)
-
-
-def _meaningful_predicate(value: object) -> Callable[[str], bool] | None:
-    if value is None:
-        return None
-    if callable(value):
-        return value
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise TypeError(
-            "meaningful_activities must be a collection of activity type names or a predicate, "
-            f"got {type(value).__name__}: {value!r:.80}"
-        )
-    names = frozenset(value)
-    for name in names:
-        if not isinstance(name, str):
-            raise TypeError(f"meaningful_activities must hold str names, got {name!r:.80}")
-    return names.__contains__
 
 
 class ConversationExpiryManager:
@@ -78,52 +59,33 @@ class ConversationExpiryManager:
         tracer_provider: Any = None,
         meter_provider: Any = None,
     ) -> None:
-        # Validate everything before touching anything.
-        ttl_s = to_seconds("ttl", ttl)
-        interval_s = to_seconds("cleanup_interval", cleanup_interval)
-        max_age_s = to_optional_seconds("max_age", max_age)
-        warn_s = to_optional_seconds("warning_before", warning_before)
-        if warn_s is not None and warn_s >= ttl_s:
-            raise ValueError(
-                f"warning_before must be less than ttl ({ttl_s}s), got {warning_before!r}"
-            )
-        if max_conversations is not None and (
-            isinstance(max_conversations, bool) or not isinstance(max_conversations, int)
-        ):
-            raise TypeError(f"max_conversations must be an int or None, got {max_conversations!r}")
-        if max_conversations is not None and max_conversations < 1:
-            raise ValueError(f"max_conversations must be at least 1, got {max_conversations!r}")
-        for name, fn in (("on_expire", on_expire), ("on_warning", on_warning)):
-            if fn is not None and not callable(fn):
-                raise TypeError(f"{name} must be callable or None, got {fn!r:.80}")
-        if on_warning is not None and warn_s is None:
-            raise ValueError("on_warning needs warning_before")
-        if clock is not None and not (
-            callable(getattr(clock, "monotonic", None))
-            and callable(getattr(clock, "wall_offset", None))
-        ):
-            raise TypeError(f"clock must have monotonic() and wall_offset(), got {clock!r:.80}")
-        if not isinstance(thread_name, str) or not thread_name:
-            raise TypeError("thread_name must be a non-empty str")
-        meaningful = _meaningful_predicate(meaningful_activities)
-
-        self.ttl = ttl_s
-        self.cleanup_interval = interval_s
-        self.max_age = max_age_s
-        self.warning_before = warn_s
-        self.max_conversations = max_conversations
+        policy, interval = check_options(
+            ttl=ttl,
+            cleanup_interval=cleanup_interval,
+            max_age=max_age,
+            warning_before=warning_before,
+            max_conversations=max_conversations,
+            on_expire=on_expire,
+            on_warning=on_warning,
+            clock=clock,
+            thread_name=thread_name,
+        )
+        self._meaningful = meaningful_predicate(meaningful_activities)
+        self._policy = policy
+        self.ttl = policy.ttl
+        self.cleanup_interval = interval
+        self.max_age = policy.max_age
+        self.warning_before = policy.warning_before
+        self.max_conversations = policy.max_conversations
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._now = self._clock.monotonic
         self._reading = reader(self._clock)
         self._store: ConversationStore = store if store is not None else MemoryStore()
-        self._store.configure(Policy(ttl_s, max_age_s, warn_s, max_conversations))
+        self._store.configure(policy)
         self._touch = self._store.touch
-        self._on_expire = on_expire
-        self._on_warning = on_warning
-        self._meaningful = meaningful
         self._telemetry = Telemetry(self, tracer_provider, meter_provider)
-        self._faults = FaultLog()
-        self._worker = CleanupThread(self._background_sweep, interval_s, thread_name)
+        self._callbacks = Callbacks(on_expire, on_warning, self._telemetry)
+        self._worker = CleanupThread(self._background_sweep, interval, thread_name)
         _fork.track(self)
         if autostart:
             self.start()
@@ -140,14 +102,14 @@ class ConversationExpiryManager:
         """
         with self._telemetry.span("expiry_manager.register", _id_attr(conversation_id)) as span:
             cid = check_id(conversation_id)
-            ttl_s = to_optional_seconds("ttl", ttl)
+            ttl_s = check_conversation_ttl(ttl, self._policy)
             now, offset = self._reading()
             state, removed = self._store.register(cid, now, offset, ttl_s)
             if span is not None:
                 span.set_attribute("expires_at", rfc3339(state.expires_at))
         self._telemetry.registered()
         if removed.states:
-            self._finish(removed, now)
+            self._callbacks.finish(removed, now)
         if self.warning_before is not None:
             self._worker.wake()  # its warning may fall due before the thread's next wake-up
         return state
@@ -159,13 +121,19 @@ class ConversationExpiryManager:
 
         With ``meaningful_activities`` set, other activity types only check the conversation.
         """
+        extend = True if self._meaningful is None else self._is_meaningful(activity_type)
+        if self._telemetry.tracing:  # checks the id inside its span, so bad input is recorded
+            return self._telemetry.traced_update(self._update, conversation_id, extend)
         if type(conversation_id) is not str or not conversation_id:
             conversation_id = check_id(conversation_id)
-        extend = True if self._meaningful is None else bool(self._meaningful(activity_type))
-        if self._telemetry.tracing:
-            return self._telemetry.traced_update(self._update, conversation_id, extend)
         now, offset = self._reading()
         return self._touch(conversation_id, now, offset, extend)
+
+    def _is_meaningful(self, activity_type: object) -> bool:
+        if not isinstance(activity_type, str):
+            raise TypeError(f"activity_type must be a str, got {activity_type!r:.80}")
+        assert self._meaningful is not None
+        return bool(self._meaningful(activity_type))
 
     def _update(self, cid: str, extend: bool) -> ConversationState:
         now, offset = self._reading()
@@ -206,7 +174,7 @@ class ConversationExpiryManager:
             if span is not None:
                 span.set_attribute("ended", ended)
         if removed.states:
-            self._finish(removed, now)
+            self._callbacks.finish(removed, now)
         return ended
 
     def add_cleanup(self, conversation_id: str, fn: Callable[[], object]) -> None:
@@ -242,9 +210,9 @@ class ConversationExpiryManager:
                 removed, warned, more = self._store.collect(now, offset, SWEEP_BATCH)
                 expired.extend(map(_first, removed.states))  # a sweep removes only the expired
                 if removed.states:
-                    self._finish(removed, now)
+                    self._callbacks.finish(removed, now)
                 if warned:
-                    self._warn(warned)
+                    self._callbacks.warn(warned)
                 if not more:
                     break
                 # Releasing the lock between batches is not enough: CPython hands the GIL to a
@@ -265,48 +233,6 @@ class ConversationExpiryManager:
         if due is None:
             return self.cleanup_interval
         return due - self._now()
-
-    def _finish(self, removed: Removed, now: float) -> None:
-        """Run the cleanups and on_expire of conversations that left; contain their faults."""
-        states, reasons, cleanups = removed
-        on_expire = self._on_expire
-        telemetry = self._telemetry
-        if not (cleanups or telemetry.tracing or telemetry.measuring):
-            # The common sweep: nothing but on_expire to call. Written out, it is per conversation.
-            if on_expire is not None:
-                for state, reason in zip(states, reasons, strict=True):
-                    try:
-                        on_expire(state, reason)
-                    except Exception as exc:
-                        self._call_failed(None, "on_expire", on_expire, state[0], exc)
-            return
-        for state, reason in zip(states, reasons, strict=True):
-            cid = state[0]
-            with telemetry.cleanup_span(cid, reason) as span:
-                for fn in reversed(cleanups.get(cid, ())):
-                    self._call(span, "cleanup", fn, cid)
-                if on_expire is not None:
-                    self._call(span, "on_expire", on_expire, cid, state, reason)
-            telemetry.removed(reason, now - state[3] if reason in _EXPIRIES else None)
-
-    def _call(self, span: Any, what: str, fn: Callable[..., object], cid: str, *args: Any) -> None:
-        try:
-            fn(*args)
-        except Exception as exc:
-            self._call_failed(span, what, fn, cid, exc)
-
-    def _call_failed(
-        self, span: Any, what: str, fn: Callable[..., object], cid: str, exc: Exception
-    ) -> None:
-        self._faults.report(what, fn, cid, exc)
-        self._telemetry.callback_failed(what, span, exc)
-
-    def _warn(self, warned: list[ConversationState]) -> None:
-        on_warning = self._on_warning
-        if on_warning is None:
-            return
-        for state in warned:
-            self._call(None, "on_warning", on_warning, state.id, state)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -330,8 +256,8 @@ class ConversationExpiryManager:
                 removed = self._store.drain(now, offset, SWEEP_BATCH)
                 if not removed.states:
                     break
-                self._finish(removed, now)
-        self._faults.flush()
+                self._callbacks.finish(removed, now)
+        self._callbacks.faults.flush()
 
     @property
     def running(self) -> bool:

@@ -72,7 +72,7 @@ def test_child_restarts_the_cleanup_thread_and_expires(
 
     def child() -> str:
         seen = threading.Event()
-        manager._on_expire = lambda s, r: seen.set()
+        manager._callbacks.on_expire = lambda s, r: seen.set()
         manager.register_conversation("born-in-child")
         clock.advance(11)
         if not seen.wait(10):
@@ -136,7 +136,7 @@ def test_child_sweeps_with_a_real_clock() -> None:
 
         def child() -> str:
             done = threading.Event()
-            m._on_expire = lambda s, r: done.set()
+            m._callbacks.on_expire = lambda s, r: done.set()
             m.register_conversation("short")
             deadline = time.monotonic() + 10
             while not done.wait(0.05) and time.monotonic() < deadline:
