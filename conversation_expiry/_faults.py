@@ -26,7 +26,7 @@ __all__ = ["FaultLog", "logger"]
 
 logger = logging.getLogger("conversation_expiry")
 
-_BURST = 5
+_BURST = 20
 _WINDOW = 60.0
 
 

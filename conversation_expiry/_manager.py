@@ -221,14 +221,15 @@ class ConversationExpiryManager:
                 if time.perf_counter() - yielded > _YIELD_EVERY:
                     time.sleep(0)
                     yielded = time.perf_counter()
-            remaining = len(self) if span is not None else -1
+            remaining = len(self) if self._telemetry.wants_remaining(span) else -1
             self._telemetry.swept(span, len(expired), remaining, time.perf_counter() - started)
         return expired
 
     def _background_sweep(self) -> float:
         """One run of the cleanup thread; returns how long it may sleep."""
         self._telemetry.refresh()
-        self.cleanup_expired()
+        with self._telemetry.detached():  # a root span, whatever context the thread inherited
+            self.cleanup_expired()
         due = self._store.next_warning_at() if self.warning_before is not None else None
         if due is None:
             return self.cleanup_interval

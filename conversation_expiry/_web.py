@@ -59,6 +59,7 @@ DEFAULTS: Mapping[str, Any] = {
     "ACTIVITY_TYPE": "message",
     "CLEANUP_AT_EXIT": True,
     "EXIT_TIMEOUT": 5.0,
+    "THREAD_NAME": "conversation-expiry-cleanup",
 }
 
 KNOWN_KEYS = frozenset(_MANAGER_ARGS) | frozenset(DEFAULTS)
@@ -111,6 +112,8 @@ class IdPolicy:
 
     def check(self, value: str) -> str:
         """Return ``value`` if the policy accepts it, else raise :class:`InvalidConversationId`."""
+        if not isinstance(value, str):
+            raise TypeError(f"conversation_id must be a str, got {type(value).__name__}")
         if not value:
             raise InvalidConversationId(value, "it is empty")
         if len(value) > self.max_length:
@@ -156,12 +159,11 @@ class Runtime:
         self.policy = IdPolicy(merged["ID_MAX_LENGTH"], merged["ID_PATTERN"])
         self.cleanup_at_exit = bool(merged["CLEANUP_AT_EXIT"])
         exit_timeout = merged["EXIT_TIMEOUT"]
-        if exit_timeout is not None and (
-            isinstance(exit_timeout, bool)
-            or not isinstance(exit_timeout, (int, float))
-            or not 0 <= exit_timeout < math.inf
-        ):
-            raise ValueError(f"EXIT_TIMEOUT must be None or seconds >= 0, got {exit_timeout!r:.80}")
+        if exit_timeout is not None:
+            if isinstance(exit_timeout, bool) or not isinstance(exit_timeout, (int, float)):
+                raise TypeError(f"EXIT_TIMEOUT must be seconds or None, got {exit_timeout!r:.80}")
+            if not 0 <= exit_timeout < math.inf:
+                raise ValueError(f"EXIT_TIMEOUT must be finite and >= 0, got {exit_timeout!r}")
         self.exit_timeout: float | None = exit_timeout
         kwargs = {arg: merged[key] for key, arg in _MANAGER_ARGS.items() if key in merged}
         self.manager = ConversationExpiryManager(
@@ -170,12 +172,14 @@ class Runtime:
         atexit.register(self._at_exit)
 
     def accept(self, raw: str | None) -> tuple[ConversationState | None, bool]:
-        """Touch the conversation a request names, or start it; (None, False) when it names none.
+        """Like :meth:`accept_id`, for a header that may be missing: (None, False) then."""
+        return (None, False) if raw is None else self.accept_id(raw)
+
+    def accept_id(self, raw: str) -> tuple[ConversationState, bool]:
+        """Touch the conversation a request names, or start it; True when it started afresh.
 
         Raises :class:`InvalidConversationId` before touching anything when the id is refused.
         """
-        if raw is None:
-            return None, False
         try:
             cid = self.policy.check(raw)
         except InvalidConversationId as exc:

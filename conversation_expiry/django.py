@@ -17,11 +17,12 @@ from typing import Any
 from django.apps import AppConfig  # type: ignore[import-untyped]
 from django.conf import settings  # type: ignore[import-untyped]
 from django.core.exceptions import BadRequest, ImproperlyConfigured  # type: ignore[import-untyped]
+from django.db import close_old_connections  # type: ignore[import-untyped]
 from django.dispatch import Signal  # type: ignore[import-untyped]
 from django.http import HttpResponseBadRequest  # type: ignore[import-untyped]
 
 from . import ConversationExpiryManager, ConversationState, ExpiryReason
-from ._web import InvalidConversationId, Runtime, shown
+from ._web import DEFAULTS, InvalidConversationId, Runtime, shown
 
 __all__ = [
     "ConversationExpiryConfig",
@@ -61,10 +62,10 @@ class ConversationExpiryConfig(AppConfig):  # type: ignore[misc]
 
 
 class ConversationExpiryMiddleware:
-    """Touches the conversation named by the request's header and sets ``request.conversation``.
+    """Touches the conversation the request's header names; a refused id answers 400.
 
-    ``request.conversation`` is the state (None without the header), ``request.conversation_
-    started`` tells whether it started afresh; a refused id answers 400 and changes nothing.
+    Sets ``request.conversation`` (the state, None without the header) and
+    ``request.conversation_started`` (True when it started afresh).
     """
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
@@ -75,12 +76,14 @@ class ConversationExpiryMiddleware:
         runtime = _current()
         request.conversation = None
         request.conversation_started = False
-        try:
-            _accept(runtime, request, request.headers.get(runtime.header))
-        except InvalidConversationId as exc:
-            return HttpResponseBadRequest(
-                f"Invalid conversation id: {exc.reason}.", content_type="text/plain"
-            )
+        raw = request.headers.get(runtime.header)
+        if raw is not None:
+            try:
+                _accept(runtime, request, raw)
+            except InvalidConversationId as exc:
+                return HttpResponseBadRequest(
+                    f"Invalid conversation id: {exc.reason}.", content_type="text/plain"
+                )
         return self.get_response(request)
 
 
@@ -96,11 +99,9 @@ def touch_conversation(request: Any, conversation_id: str) -> ConversationState:
     before anything changes. Also sets ``request.conversation`` and ``conversation_started``.
     """
     try:
-        _accept(_current(), request, conversation_id)
+        return _accept(_current(), request, conversation_id)
     except InvalidConversationId as exc:
         raise BadRequest(f"Invalid conversation id: {exc.reason}.") from None
-    state: ConversationState = request.conversation
-    return state
 
 
 def shutdown(timeout: float | None = None, *, cleanup_remaining: bool = False) -> None:
@@ -116,10 +117,11 @@ def shutdown(timeout: float | None = None, *, cleanup_remaining: bool = False) -
         runtime.close(timeout, cleanup_remaining=cleanup_remaining)
 
 
-def _accept(runtime: Runtime, request: Any, raw: str | None) -> None:
-    state, fresh = runtime.accept(raw)
+def _accept(runtime: Runtime, request: Any, raw: str) -> ConversationState:
+    state, fresh = runtime.accept_id(raw)
     request.conversation = state
     request.conversation_started = fresh
+    return state
 
 
 def _current() -> Runtime:
@@ -143,34 +145,51 @@ def _start() -> Runtime:
                 f"settings.CONVERSATION_EXPIRY must be a dict, got {type(options).__name__}"
             )
         warns = options.get("WARNING_BEFORE") is not None
+        signals = _Signals(options.get("THREAD_NAME", DEFAULTS["THREAD_NAME"]))
         try:
             _runtime = Runtime(
                 options,
                 source="settings.CONVERSATION_EXPIRY",
-                on_expire=_send_expired,
-                on_warning=_send_expiring if warns else None,
+                on_expire=signals.expired,
+                on_warning=signals.expiring if warns else None,
             )
         except (TypeError, ValueError) as exc:
             raise ImproperlyConfigured(f"settings.CONVERSATION_EXPIRY: {exc}") from exc
         return _runtime
 
 
-def _send_expired(state: ConversationState, reason: ExpiryReason) -> None:
-    _send(conversation_expired, state, reason=reason)
+class _Signals:
+    """Sends the signals; on the cleanup thread, looks after its database connections.
 
+    Receivers usually use the ORM, and the cleanup thread has no request around it to close a
+    connection gone stale between sweeps: so, like a request, it gets close_old_connections()
+    before and after. Not on other threads: a view may be inside a transaction.
+    """
 
-def _send_expiring(state: ConversationState) -> None:
-    _send(conversation_expiring, state)
+    def __init__(self, thread_name: object) -> None:
+        self.thread_name = thread_name
 
+    def expired(self, state: ConversationState, reason: ExpiryReason) -> None:
+        self._send(conversation_expired, state, reason=reason)
 
-def _send(signal: Signal, state: ConversationState, **kwargs: Any) -> None:
-    # send_robust: one failing receiver must not keep the others from hearing of it.
-    results = signal.send_robust(sender=ConversationExpiryManager, state=state, **kwargs)
-    for receiver, result in results:
-        if isinstance(result, Exception):
-            logger.error(
-                "receiver %s failed for conversation %r",
-                getattr(receiver, "__qualname__", receiver),
-                shown(state.id),
-                exc_info=(type(result), result, result.__traceback__),
-            )
+    def expiring(self, state: ConversationState) -> None:
+        self._send(conversation_expiring, state)
+
+    def _send(self, signal: Signal, state: ConversationState, **kwargs: Any) -> None:
+        on_cleanup_thread = threading.current_thread().name == self.thread_name
+        if on_cleanup_thread:
+            close_old_connections()
+        try:
+            # send_robust: one failing receiver must not keep the others from hearing of it.
+            results = signal.send_robust(sender=ConversationExpiryManager, state=state, **kwargs)
+        finally:
+            if on_cleanup_thread:
+                close_old_connections()
+        for receiver, result in results:
+            if isinstance(result, Exception):
+                logger.error(
+                    "receiver %s failed for conversation %r",
+                    getattr(receiver, "__qualname__", receiver),
+                    shown(state.id),
+                    exc_info=(type(result), result, result.__traceback__),
+                )

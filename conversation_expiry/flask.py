@@ -14,13 +14,12 @@ from collections.abc import Callable
 from flask import Flask, abort, current_app, g, request
 
 from . import ConversationExpiryManager, ConversationState, ExpiryReason
-from ._web import IdPolicy, InvalidConversationId, OnExpire, OnWarning, Runtime
+from ._web import InvalidConversationId, OnExpire, OnWarning, Runtime
 
 __all__ = [
     "CONFIG_PREFIX",
     "EXTENSION_KEY",
     "ConversationExpiry",
-    "IdPolicy",
     "current_conversation",
     "current_manager",
     "touch_conversation",
@@ -104,26 +103,26 @@ def touch_conversation(conversation_id: str) -> ConversationState:
     Applies the same id policy as the header: a refused id aborts with 400, changing nothing.
     Also sets ``g.conversation`` and ``g.conversation_started``.
     """
-    _accept(_runtime(current_app), conversation_id)
-    state = current_conversation()
-    assert state is not None
-    return state
+    return _accept(_runtime(current_app), conversation_id)
 
 
 def _touch_request() -> None:
     runtime = _runtime(current_app)
     g.conversation = None
     g.conversation_started = False
-    _accept(runtime, request.headers.get(runtime.header))
+    raw = request.headers.get(runtime.header)
+    if raw is not None:
+        _accept(runtime, raw)
 
 
-def _accept(runtime: Runtime, raw: str | None) -> None:
+def _accept(runtime: Runtime, raw: str) -> ConversationState:
     try:
-        state, fresh = runtime.accept(raw)
+        state, fresh = runtime.accept_id(raw)
     except InvalidConversationId as exc:
         abort(400, description=f"Invalid conversation id: {exc.reason}.")
     g.conversation = state
     g.conversation_started = fresh
+    return state
 
 
 def _runtime(app: Flask) -> Runtime:
