@@ -281,9 +281,10 @@ def test_callables_are_limited_separately(
     def on_expire(state: ConversationState, reason: ExpiryReason) -> None:
         raise ValueError("nope")
 
+    count = BURST + 15
     m = ConversationExpiryManager(TTL, 3600, clock=clock, autostart=False, on_expire=on_expire)
     try:
-        for i in range(20):
+        for i in range(count):
             m.register_conversation(f"c{i}")
             m.add_cleanup(f"c{i}", boom)
             m.add_cleanup(f"c{i}", close_store)
@@ -295,13 +296,13 @@ def test_callables_are_limited_separately(
     messages = [r.getMessage() for r in ours(logs, logging.ERROR)]
     summaries = [m for m in messages if "more times" in m]
     assert len(summaries) == 3
-    assert all(f"{20 - BURST} more times" in s for s in summaries)
+    assert all(f"{count - BURST} more times" in s for s in summaries)
 
 
 def test_a_callable_failing_on_every_background_sweep(
     logs: pytest.LogCaptureFixture, clock: ManualClock
 ) -> None:
-    rounds = 20
+    rounds = BURST + 15
     expired = threading.Semaphore(0)
     ids = iter(range(1, rounds + 1))
 
