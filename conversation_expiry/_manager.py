@@ -266,6 +266,15 @@ class ConversationExpiryManager:
         return self._worker.alive
 
     @property
+    def stopped(self) -> bool:
+        """Whether stop() was called (a stopped manager's thread cannot start again)."""
+        return self._worker.stopped
+
+    def in_cleanup_thread(self) -> bool:
+        """Whether the caller runs on this manager's cleanup thread (say, inside on_expire)."""
+        return self._worker.is_current()
+
+    @property
     def clock(self) -> Clock:
         return self._clock
 

@@ -37,6 +37,11 @@ class CleanupThread:
     def stopped(self) -> bool:
         return self._stopping
 
+    def is_current(self) -> bool:
+        """Whether the calling thread is this cleanup thread."""
+        thread = self._thread
+        return thread is not None and thread is threading.current_thread()
+
     def start(self) -> None:
         with self._lock:
             if self._stopping:

@@ -133,3 +133,29 @@ def test_debug_log_has_one_line_per_sweep(
     lines = [r for r in caplog.records if r.name == "conversation_expiry"]
     assert len(lines) == 1
     assert "expired 1" in lines[0].getMessage()
+
+
+def test_stopped_tells_a_stopped_manager_from_a_fresh_one() -> None:
+    m = ConversationExpiryManager(10, 60, autostart=False)
+    assert not m.stopped
+    m.stop()
+    assert m.stopped
+    assert not m.running
+
+
+def test_in_cleanup_thread_is_true_only_on_the_cleanup_thread(clock: ManualClock) -> None:
+    seen: list[bool] = []
+    done = threading.Event()
+
+    def on_expire(state: ConversationState, reason: ExpiryReason) -> None:
+        seen.append(holder[0].in_cleanup_thread())
+        done.set()
+
+    holder: list[ConversationExpiryManager] = []
+    with ConversationExpiryManager(1, 0.01, clock=clock, on_expire=on_expire) as m:
+        holder.append(m)
+        assert not m.in_cleanup_thread()
+        m.register_conversation("a")
+        clock.advance(2)
+        assert done.wait(5)
+    assert seen == [True]

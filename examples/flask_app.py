@@ -1,0 +1,100 @@
+"""A Flask chat endpoint whose conversations expire after 30 idle seconds.
+
+Run it (from a clone, after ``pip install -e ".[flask]"``):
+
+    python examples/flask_app.py
+
+Then talk to it; the header names the conversation:
+
+    curl -X POST -H 'X-Conversation-ID: alice' -d 'hello' http://127.0.0.1:5000/chat
+    curl -X POST -H 'X-Conversation-ID: alice' -d 'again' http://127.0.0.1:5000/chat
+
+Wait 30 seconds: the log says alice's conversation expired and its history was freed, and the
+next message starts a fresh one (``"new": true``). A bad id (``-H 'X-Conversation-ID: a b'``)
+gets 400. ``PORT`` picks another port.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from datetime import datetime
+from typing import Any
+
+from flask import Flask, g, jsonify, request
+from flask.typing import ResponseReturnValue
+
+from conversation_expiry import ConversationNotFoundError, ConversationState, ExpiryReason
+from conversation_expiry.flask import ConversationExpiry, current_conversation, current_manager
+
+log = logging.getLogger("chat")
+
+
+def on_expire(state: ConversationState, reason: ExpiryReason) -> None:
+    log.info("conversation %r left (%s), idle since %s", state.id, reason, state.last_activity)
+
+
+def create_app(**config: Any) -> Flask:
+    """The example app; ``config`` overrides its settings (the tests use a ManualClock)."""
+    app = Flask(__name__)
+    app.config.update(
+        CONVERSATION_EXPIRY_TTL=30,
+        CONVERSATION_EXPIRY_CLEANUP_INTERVAL=5,
+        # Ids come from clients: bound how many conversations one process keeps.
+        CONVERSATION_EXPIRY_MAX_CONVERSATIONS=1000,
+    )
+    app.config.update(config)
+    ConversationExpiry(app, on_expire=on_expire)
+
+    # What a conversation holds, keyed by id and tagged with the conversation's created_at:
+    # an id that started afresh gets a new history. A cleanup frees it when it leaves.
+    histories: dict[str, tuple[datetime, list[str]]] = {}
+    lock = threading.Lock()
+
+    def history_of(state: ConversationState) -> list[str]:
+        with lock:
+            entry = histories.get(state.id)
+            if entry is not None and entry[0] == state.created_at:
+                return entry[1]
+            entry = histories[state.id] = (state.created_at, [])
+
+        def free() -> None:
+            # Only this conversation's own history: the id may have started afresh meanwhile.
+            with lock:
+                if histories.get(state.id) is entry:
+                    del histories[state.id]
+            log.info("freed the history of %r (%d messages)", state.id, len(entry[1]))
+
+        try:
+            current_manager().add_cleanup(state.id, free)
+        except ConversationNotFoundError:  # already gone again (evicted under load): no leak
+            free()
+        return entry[1]
+
+    @app.post("/chat")
+    def chat() -> ResponseReturnValue:
+        state = current_conversation()
+        if state is None:
+            return jsonify(error="name your conversation in an X-Conversation-ID header"), 400
+        history = history_of(state)
+        text = request.get_data(as_text=True)[:500]
+        history.append(text)
+        return jsonify(
+            conversation=state.id,
+            new=g.conversation_started,
+            turn=len(history),
+            reply=f"you said {text!r}",
+            expires_at=state.expires_at.isoformat(),
+        )
+
+    @app.get("/stats")
+    def stats() -> ResponseReturnValue:
+        return jsonify(live_conversations=len(current_manager()), histories=len(histories))
+
+    return app
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    create_app().run(host="127.0.0.1", port=int(os.environ.get("PORT", "5000")), threaded=True)
