@@ -22,7 +22,7 @@ from django.dispatch import Signal  # type: ignore[import-untyped]
 from django.http import HttpResponseBadRequest  # type: ignore[import-untyped]
 
 from . import ConversationExpiryManager, ConversationState, ExpiryReason
-from ._web import DEFAULTS, InvalidConversationId, Runtime, shown
+from ._web import InvalidConversationId, Runtime, shown
 
 __all__ = [
     "ConversationExpiryConfig",
@@ -145,7 +145,7 @@ def _start() -> Runtime:
                 f"settings.CONVERSATION_EXPIRY must be a dict, got {type(options).__name__}"
             )
         warns = options.get("WARNING_BEFORE") is not None
-        signals = _Signals(options.get("THREAD_NAME", DEFAULTS["THREAD_NAME"]))
+        signals = _Signals()
         try:
             _runtime = Runtime(
                 options,
@@ -155,6 +155,7 @@ def _start() -> Runtime:
             )
         except (TypeError, ValueError) as exc:
             raise ImproperlyConfigured(f"settings.CONVERSATION_EXPIRY: {exc}") from exc
+        signals.manager = _runtime.manager
         return _runtime
 
 
@@ -166,8 +167,8 @@ class _Signals:
     before and after. Not on other threads: a view may be inside a transaction.
     """
 
-    def __init__(self, thread_name: object) -> None:
-        self.thread_name = thread_name
+    def __init__(self) -> None:
+        self.manager: ConversationExpiryManager | None = None
 
     def expired(self, state: ConversationState, reason: ExpiryReason) -> None:
         self._send(conversation_expired, state, reason=reason)
@@ -176,7 +177,7 @@ class _Signals:
         self._send(conversation_expiring, state)
 
     def _send(self, signal: Signal, state: ConversationState, **kwargs: Any) -> None:
-        on_cleanup_thread = threading.current_thread().name == self.thread_name
+        on_cleanup_thread = self.manager is not None and self.manager.in_cleanup_thread()
         if on_cleanup_thread:
             close_old_connections()
         try:
