@@ -1,0 +1,139 @@
+"""Contract tests (API.md guarantee 6, "Errors"): ttl and cleanup_interval validation."""
+
+from __future__ import annotations
+
+import math
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from conversation_expiry import (
+    ConversationExpiryManager,
+    ManualClock,
+)
+
+START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+TTL = 10.0
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def manager(clock: ManualClock):
+    m = ConversationExpiryManager(TTL, 3600, clock=clock, autostart=False)
+    yield m
+    m.stop(timeout=5)
+
+
+def _snapshot(m: ConversationExpiryManager, ids: list[str]) -> tuple:
+    return (len(m), tuple(m.get(cid) for cid in ids))
+
+
+# ---------------------------------------------------------------------------------------------
+# ttl / cleanup_interval
+# ---------------------------------------------------------------------------------------------
+
+WRONG_TYPES = [
+    pytest.param(True, id="True"),
+    pytest.param(False, id="False"),
+    pytest.param("10", id="str"),
+    pytest.param(None, id="None"),
+    pytest.param([10], id="list"),
+    pytest.param(b"10", id="bytes"),
+    pytest.param(10j, id="complex"),
+]
+BAD_VALUES = [
+    pytest.param(0, id="zero-int"),
+    pytest.param(0.0, id="zero-float"),
+    pytest.param(-1, id="negative-int"),
+    pytest.param(-0.5, id="negative-float"),
+    pytest.param(math.nan, id="nan"),
+    pytest.param(math.inf, id="inf"),
+    pytest.param(-math.inf, id="-inf"),
+    pytest.param(timedelta(0), id="zero-timedelta"),
+    pytest.param(timedelta(seconds=-1), id="negative-timedelta"),
+]
+
+
+def _threads() -> set[threading.Thread]:
+    return set(threading.enumerate())
+
+
+@pytest.mark.parametrize("value", WRONG_TYPES)
+def test_ttl_of_wrong_type_raises_type_error_naming_ttl(value: object) -> None:
+    before = _threads()
+    with pytest.raises(TypeError) as info:
+        ConversationExpiryManager(value, 1)  # type: ignore[arg-type]
+    assert "ttl" in str(info.value)
+    assert _threads() == before  # no thread started
+
+
+@pytest.mark.parametrize("value", WRONG_TYPES)
+def test_cleanup_interval_of_wrong_type_raises_type_error_naming_it(value: object) -> None:
+    before = _threads()
+    with pytest.raises(TypeError) as info:
+        ConversationExpiryManager(10, value)  # type: ignore[arg-type]
+    assert "cleanup_interval" in str(info.value)
+    assert _threads() == before
+
+
+@pytest.mark.parametrize("value", BAD_VALUES)
+def test_ttl_not_positive_finite_raises_value_error_naming_ttl(value: object) -> None:
+    before = _threads()
+    with pytest.raises(ValueError) as info:
+        ConversationExpiryManager(value, 1)  # type: ignore[arg-type]
+    assert "ttl" in str(info.value)
+    assert _threads() == before
+
+
+@pytest.mark.parametrize("value", BAD_VALUES)
+def test_cleanup_interval_not_positive_finite_raises_value_error_naming_it(value: object) -> None:
+    before = _threads()
+    with pytest.raises(ValueError) as info:
+        ConversationExpiryManager(10, value)  # type: ignore[arg-type]
+    assert "cleanup_interval" in str(info.value)
+    assert _threads() == before
+
+
+def test_bad_cleanup_interval_with_autostart_calls_no_callback_and_leaves_no_thread() -> None:
+    calls: list[object] = []
+    before = _threads()
+    with pytest.raises(ValueError):
+        ConversationExpiryManager(10, -1, on_expire=lambda s, r: calls.append(s), autostart=True)
+    assert _threads() == before
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("ttl", "interval"),
+    [
+        (10, 1),
+        (10.5, 0.25),
+        (timedelta(seconds=10), timedelta(milliseconds=250)),
+        (1e-3, 1e-3),
+    ],
+)
+def test_positive_numbers_and_timedeltas_are_accepted(ttl: object, interval: object) -> None:
+    m = ConversationExpiryManager(ttl, interval, autostart=False)  # type: ignore[arg-type]
+    try:
+        assert len(m) == 0
+    finally:
+        m.stop(timeout=5)
+
+
+def test_ttl_as_timedelta_means_the_same_as_seconds() -> None:
+    clock = ManualClock(START)
+    m = ConversationExpiryManager(timedelta(seconds=90), 3600, clock=clock, autostart=False)
+    try:
+        state = m.register_conversation("a")
+        assert state.expires_at - state.last_activity == timedelta(seconds=90)
+        clock.advance(90)
+        assert not m.is_expired("a")
+        clock.advance(0.001)
+        assert m.is_expired("a")
+    finally:
+        m.stop(timeout=5)

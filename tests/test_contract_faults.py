@@ -1,0 +1,230 @@
+"""Contract tests (API.md guarantee 3 and "Faults"): a raising callable is contained and logged.
+
+It is logged at ERROR on the ``conversation_expiry`` logger with the traceback and the
+conversation id in the message; the remaining callables run; no exception reaches the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from conversation_expiry import (
+    ConversationExpiryManager,
+    ConversationState,
+    ExpiryReason,
+    ManualClock,
+)
+
+START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+TTL = 10.0
+WAIT = 5.0
+LOGGER = "conversation_expiry"
+
+
+class Boom(Exception):
+    pass
+
+
+def boom() -> None:
+    raise Boom("cleanup failed")
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads() -> Iterator[None]:
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + WAIT
+    for t in set(threading.enumerate()) - before:
+        t.join(max(0.0, deadline - time.monotonic()))
+    leaked = [t for t in set(threading.enumerate()) - before if t.is_alive()]
+    assert leaked == [], f"threads left behind: {leaked}"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    return caplog
+
+
+@pytest.fixture
+def make_manager() -> Iterator[Callable[..., ConversationExpiryManager]]:
+    made: list[ConversationExpiryManager] = []
+
+    def make(ttl: Any = TTL, interval: Any = 3600, **kwargs: Any) -> ConversationExpiryManager:
+        m = ConversationExpiryManager(ttl, interval, **kwargs)
+        made.append(m)
+        return m
+
+    yield make
+    for m in made:
+        m.stop(timeout=WAIT)
+
+
+def fault_records(caplog: pytest.LogCaptureFixture, cid: str) -> list[logging.LogRecord]:
+    """ERROR records of the library's logger that carry a traceback and name ``cid``."""
+    return [
+        r
+        for r in caplog.records
+        if (r.name == LOGGER or r.name.startswith(LOGGER + "."))
+        and r.levelno == logging.ERROR
+        and r.exc_info is not None
+        and r.exc_info[2] is not None
+        and cid in r.getMessage()
+    ]
+
+
+def assert_logged(caplog: pytest.LogCaptureFixture, cid: str, exc_type: type) -> None:
+    records = fault_records(caplog, cid)
+    assert records, f"no ERROR record with traceback naming {cid!r}: {caplog.records}"
+    assert any(r.exc_info and r.exc_info[0] is exc_type for r in records)
+
+
+# ---------------------------------------------------------------------------------------------
+# cleanup callables
+# ---------------------------------------------------------------------------------------------
+
+
+def _end(m: ConversationExpiryManager, clock: ManualClock, cid: str) -> None:
+    assert m.end_conversation(cid) is True
+
+
+def _sweep(m: ConversationExpiryManager, clock: ManualClock, cid: str) -> None:
+    clock.advance(TTL + 1)
+    assert m.cleanup_expired() == [cid]
+
+
+def _stop(m: ConversationExpiryManager, clock: ManualClock, cid: str) -> None:
+    m.stop(timeout=WAIT, cleanup_remaining=True)
+
+
+def _register_over_expired(m: ConversationExpiryManager, clock: ManualClock, cid: str) -> None:
+    clock.advance(TTL + 1)
+    m.register_conversation(cid)
+
+
+LEAVE = {"end": _end, "sweep": _sweep, "stop": _stop, "register": _register_over_expired}
+
+
+@pytest.mark.parametrize("path", list(LEAVE))
+def test_raising_cleanup_is_logged_and_the_rest_still_run(
+    make_manager, clock, log, path: str
+) -> None:
+    ran: list[str] = []
+    reasons: list[ExpiryReason] = []
+    m = make_manager(clock=clock, on_expire=lambda s, r: reasons.append(r), autostart=False)
+    cid = "conv-cleanup-41"
+    m.register_conversation(cid)
+    m.add_cleanup(cid, lambda: ran.append("first attached"))
+    m.add_cleanup(cid, boom)
+    m.add_cleanup(cid, lambda: ran.append("last attached"))
+    LEAVE[path](m, clock, cid)  # no exception reaches the caller
+    assert ran == ["last attached", "first attached"]
+    assert len(reasons) == 1
+    assert_logged(log, cid, Boom)
+
+
+@pytest.mark.parametrize("path", list(LEAVE))
+def test_raising_on_expire_is_logged_and_cleanups_still_run(
+    make_manager, clock, log, path: str
+) -> None:
+    ran: list[str] = []
+
+    def on_expire(state: ConversationState, reason: ExpiryReason) -> None:
+        raise ValueError(f"on_expire failed for {state.id}")
+
+    m = make_manager(clock=clock, on_expire=on_expire, autostart=False)
+    cid = "conv-on-expire-7"
+    m.register_conversation(cid)
+    m.add_cleanup(cid, lambda: ran.append("cleanup"))
+    LEAVE[path](m, clock, cid)
+    assert ran == ["cleanup"]
+    assert_logged(log, cid, ValueError)
+
+
+def test_a_fault_in_one_conversation_does_not_stop_the_sweep_of_others(
+    make_manager, clock, log
+) -> None:
+    ran: list[str] = []
+    m = make_manager(clock=clock, autostart=False)
+    for cid in ("x1", "x2", "x3"):
+        m.register_conversation(cid)
+        m.add_cleanup(cid, lambda cid=cid: ran.append(cid))
+    m.add_cleanup("x2", boom)
+    clock.advance(TTL + 1)
+    assert sorted(m.cleanup_expired()) == ["x1", "x2", "x3"]
+    assert sorted(ran) == ["x1", "x2", "x3"]
+    assert len(m) == 0
+    assert_logged(log, "x2", Boom)
+
+
+def test_fault_on_the_background_thread_is_logged_with_the_id(make_manager, clock, log) -> None:
+    done = threading.Event()
+    cid = "conv-bg-99"
+
+    def on_expire(state: ConversationState, reason: ExpiryReason) -> None:
+        done.set()
+        raise KeyError("oops")
+
+    m = make_manager(TTL, 0.01, clock=clock, on_expire=on_expire)
+    m.register_conversation(cid)
+    clock.advance(TTL + 1)
+    assert done.wait(WAIT)
+    deadline = time.monotonic() + WAIT  # the record is written just after on_expire returns
+    while not fault_records(log, cid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert_logged(log, cid, KeyError)
+
+
+def test_no_exception_from_a_callable_reaches_any_caller(make_manager, clock, log) -> None:
+    class Custom(RuntimeError):
+        pass
+
+    def raise_custom() -> None:
+        raise Custom("x")
+
+    def on_expire(state: ConversationState, reason: ExpiryReason) -> None:
+        raise Custom("y")
+
+    m = make_manager(clock=clock, autostart=False, on_expire=on_expire)
+    for cid in ("a", "b", "c"):
+        m.register_conversation(cid)
+        m.add_cleanup(cid, raise_custom)
+    assert m.end_conversation("a") is True
+    clock.advance(TTL + 1)
+    m.register_conversation("c")  # re-register over an expired one runs its callables
+    assert m.cleanup_expired() == ["b"]
+    m.stop(cleanup_remaining=True)
+    for cid in ("a", "b", "c"):
+        assert_logged(log, cid, Custom)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="library bug: FaultLog rate-limits fault reports (a burst per callable and "
+    "exception type, then one a minute), so past the burst a failing callable is not logged "
+    "with its conversation id and traceback, which the contract promises for every fault",
+)
+def test_every_failing_callable_is_logged_with_its_conversation_id(
+    make_manager, clock, log
+) -> None:
+    m = make_manager(clock=clock, autostart=False)
+    ids = [f"conv-{i:03d}" for i in range(60)]
+    for cid in ids:
+        m.register_conversation(cid)
+        m.add_cleanup(cid, boom)
+    clock.advance(TTL + 1)
+    assert sorted(m.cleanup_expired()) == ids
+    missing = [cid for cid in ids if not fault_records(log, cid)]
+    assert missing == []

@@ -1,0 +1,110 @@
+"""Contract tests (API.md "States", ConversationState): frozen, by value, UTC, active."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from conversation_expiry import (
+    ConversationExpiryManager,
+    ConversationState,
+    ExpiryReason,
+    ManualClock,
+)
+
+START = datetime(2024, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+TTL = 10.0
+
+
+@dataclass
+class Recorder:
+    """Collects on_expire calls as (id, reason, state)."""
+
+    calls: list[tuple[str, ExpiryReason, ConversationState]] = field(default_factory=list)
+
+    def __call__(self, state: ConversationState, reason: ExpiryReason) -> None:
+        self.calls.append((state.id, reason, state))
+
+    def reasons(self, cid: str) -> list[ExpiryReason]:
+        return [r for i, r, _ in self.calls if i == cid]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def manager(clock: ManualClock, recorder: Recorder):
+    m = ConversationExpiryManager(TTL, 3600, clock=clock, on_expire=recorder, autostart=False)
+    yield m
+    m.stop(timeout=5)
+
+
+def at(seconds: float) -> datetime:
+    return START + timedelta(seconds=seconds)
+
+
+# ---------------------------------------------------------------------------------------------
+# ConversationState
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field_name", ["id", "created_at", "last_activity", "expires_at", "active"]
+)
+def test_state_is_frozen(manager: ConversationExpiryManager, field_name: str) -> None:
+    state = manager.register_conversation("a")
+    before = getattr(state, field_name)
+    with pytest.raises(AttributeError):
+        setattr(state, field_name, "changed")
+    with pytest.raises(AttributeError):
+        delattr(state, field_name)
+    assert getattr(state, field_name) == before
+
+
+def test_state_rejects_new_attributes(manager: ConversationExpiryManager) -> None:
+    state = manager.register_conversation("a")
+    with pytest.raises(AttributeError):
+        state.extra = 1  # type: ignore[attr-defined]
+
+
+def test_states_compare_by_value(manager: ConversationExpiryManager, clock: ManualClock) -> None:
+    a1 = manager.register_conversation("a")
+    a2 = manager.get("a")
+    assert a2 is not None
+    assert a1 == a2
+    assert not (a1 != a2)  # noqa: SIM202 - __ne__ is part of comparing by value
+    assert hash(a1) == hash(a2)
+    clock.advance(1)
+    a3 = manager.update_activity("a")
+    assert a3 != a1
+    b = manager.register_conversation("b")
+    assert b != a3
+
+
+def test_state_timestamps_are_timezone_aware_utc(manager: ConversationExpiryManager) -> None:
+    state = manager.register_conversation("a")
+    for value in (state.created_at, state.last_activity, state.expires_at):
+        assert isinstance(value, datetime)
+        assert value.tzinfo is not None
+        assert value.utcoffset() == timedelta(0)
+
+
+def test_state_reports_utc_even_when_clock_started_in_another_zone() -> None:
+    start = datetime(2024, 6, 1, 14, 30, tzinfo=timezone(timedelta(hours=2)))
+    m = ConversationExpiryManager(TTL, 3600, clock=ManualClock(start), autostart=False)
+    try:
+        state = m.register_conversation("a")
+        assert state.created_at == start  # same instant
+        assert state.created_at.utcoffset() == timedelta(0)
+        assert state.created_at.hour == 12
+    finally:
+        m.stop(timeout=5)
