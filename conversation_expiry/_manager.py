@@ -12,7 +12,6 @@ from typing import Any
 from . import _fork
 from ._callbacks import Callbacks, OnExpire, OnWarning
 from ._clock import Clock, SystemClock, reader
-from ._errors import ConversationNotFoundError
 from ._memory import MemoryStore
 from ._settings import check_conversation_ttl, check_options, meaningful_predicate
 from ._state import ConversationState, ExpiryReason
@@ -121,7 +120,12 @@ class ConversationExpiryManager:
 
         With ``meaningful_activities`` set, other activity types only check the conversation.
         """
-        extend = True if self._meaningful is None else self._is_meaningful(activity_type)
+        if self._meaningful is not None:
+            extend = self._is_meaningful(activity_type)
+        elif type(activity_type) is str:
+            extend = True
+        else:
+            raise TypeError(f"activity_type must be a str, got {activity_type!r:.80}")
         if self._telemetry.tracing:  # checks the id inside its span, so bad input is recorded
             return self._telemetry.traced_update(self._update, conversation_id, extend)
         if type(conversation_id) is not str or not conversation_id:
@@ -145,12 +149,23 @@ class ConversationExpiryManager:
         """Touch a live conversation, or start a fresh one; returns (state, started_fresh).
 
         What a request handler wants: a returning user whose conversation expired gets a new
-        one instead of an error.
+        one instead of an error. One atomic step, so of two racing requests only one starts it.
         """
-        try:
-            return self.update_activity(conversation_id, activity_type), False
-        except ConversationNotFoundError:
-            return self.register_conversation(conversation_id), True
+        with self._telemetry.span("expiry_manager.ensure", _id_attr(conversation_id)) as span:
+            cid = check_id(conversation_id)
+            extend = True if self._meaningful is None else self._is_meaningful(activity_type)
+            now, offset = self._reading()
+            state, fresh, removed = self._store.ensure(cid, now, offset, extend)
+            if span is not None:
+                span.set_attribute("expires_at", rfc3339(state.expires_at))
+                span.set_attribute("started_fresh", fresh)
+        if fresh:
+            self._telemetry.registered()
+            if self.warning_before is not None:
+                self._worker.wake()
+        if removed.states:
+            self._callbacks.finish(removed, now)
+        return state, fresh
 
     def is_expired(self, conversation_id: str) -> bool:
         """True when unknown or past its deadline, even before a sweep removed it."""

@@ -183,29 +183,44 @@ class MemoryStore:
     ) -> tuple[ConversationState, Removed]:
         removed = Removed([], [], {})
         with self._guard.write:
-            e = self._entries.get(cid)
-            if e is not None:
-                old_ttl = self._ttl_for(cid)
-                if now <= self._deadline(e, old_ttl):
-                    if ttl is not None and ttl != old_ttl:
-                        self._set_ttl(cid, ttl)
-                        old_ttl = ttl
+            state, _fresh = self._start_or_touch(cid, now, offset, ttl, True, removed)
+        return state, removed
+
+    def ensure(
+        self, cid: str, now: float, offset: float, extend: bool
+    ) -> tuple[ConversationState, bool, Removed]:
+        removed = Removed([], [], {})
+        with self._guard.write:
+            state, fresh = self._start_or_touch(cid, now, offset, None, extend, removed)
+        return state, fresh, removed
+
+    def _start_or_touch(
+        self, cid: str, now: float, offset: float, ttl: float | None, extend: bool, out: Removed
+    ) -> tuple[ConversationState, bool]:
+        e = self._entries.get(cid)
+        if e is not None:
+            old_ttl = self._ttl_for(cid)
+            if now <= self._deadline(e, old_ttl):
+                if ttl is not None and ttl != old_ttl:
+                    self._set_ttl(cid, ttl)
+                    old_ttl = ttl
+                if extend:
                     self._activity(e, old_ttl, now)
-                    return self._state(e, old_ttl, offset), removed
-                self._remove(e, self._reason(e, old_ttl), offset, removed)
-            if self._capacity is not None:
-                while len(self._entries) >= self._capacity:
-                    victim, reason = self._victim(now)
-                    self._remove(victim, reason, offset, removed)
-            e = _Entry()
-            e.cid = cid
-            e.created = e.last = now
-            effective = self._ttl if ttl is None else ttl
-            if effective != self._ttl:
-                self._ttl_of[cid] = effective
-            _append((self._default if effective == self._ttl else self._queue(effective)).fresh, e)
-            self._entries[cid] = e
-            return self._state(e, effective, offset), removed
+                return self._state(e, old_ttl, offset), False
+            self._remove(e, self._reason(e, old_ttl), offset, out)
+        if self._capacity is not None:
+            while len(self._entries) >= self._capacity:
+                victim, reason = self._victim(now)
+                self._remove(victim, reason, offset, out)
+        e = _Entry()
+        e.cid = cid
+        e.created = e.last = now
+        effective = self._ttl if ttl is None else ttl
+        if effective != self._ttl:
+            self._ttl_of[cid] = effective
+        _append((self._default if effective == self._ttl else self._queue(effective)).fresh, e)
+        self._entries[cid] = e
+        return self._state(e, effective, offset), True
 
     def _set_ttl(self, cid: str, ttl: float) -> None:
         if ttl == self._ttl:

@@ -71,6 +71,12 @@ class ConversationStore(Protocol):
         cleanups; a ``ttl`` given replaces its TTL). A past-deadline ``cid`` is removed and
         started afresh. Returns its state and whatever left to make room."""
 
+    def ensure(
+        self, cid: str, now: float, offset: float, extend: bool
+    ) -> tuple[ConversationState, bool, Removed]:
+        """Touch ``cid`` if it is live (sliding its deadline if ``extend``), else start it
+        afresh, in one atomic step; returns its state, whether it started, what left."""
+
     def touch(self, cid: str, now: float, offset: float, extend: bool) -> ConversationState:
         """Slide the deadline of a live ``cid`` if ``extend``; raise
         ``ConversationNotFoundError`` if unknown, ``ConversationExpiredError`` if past due."""

@@ -434,3 +434,37 @@ def test_reinit_after_fork_keeps_the_data(store):
     assert store.get("a", 1.0, OFFSET) == state("a", 0, 0, 10)
     store.touch("a", 2.0, OFFSET, True)
     assert store.count(2.0) == 1
+
+
+# -- ensure: touch or start, atomically -------------------------------------------------------
+
+
+def test_ensure_starts_an_unknown_conversation(store):
+    s, fresh, removed = store.ensure("a", 1.0, OFFSET, True)
+    assert fresh
+    assert s == state("a", 1.0, 1.0, 11.0)
+    assert left(removed) == []
+
+
+def test_ensure_touches_a_live_conversation(store):
+    store.register("a", 0.0, OFFSET, None)
+    s, fresh, _ = store.ensure("a", 4.0, OFFSET, True)
+    assert not fresh
+    assert s == state("a", 0.0, 4.0, 14.0)
+
+
+def test_ensure_without_extend_leaves_the_deadline(store):
+    store.register("a", 0.0, OFFSET, None)
+    s, fresh, _ = store.ensure("a", 4.0, OFFSET, False)
+    assert not fresh
+    assert s.expires_at == wall(10)
+
+
+def test_ensure_starts_afresh_over_a_past_due_conversation(store):
+    store.register("a", 0.0, OFFSET, None)
+    store.add_cleanup("a", 1.0, lambda: None)
+    s, fresh, removed = store.ensure("a", 10.5, OFFSET, True)
+    assert fresh
+    assert s.created_at == wall(10.5)
+    assert left(removed) == [("a", ExpiryReason.EXPIRED)]
+    assert list(removed.cleanups) == ["a"]
