@@ -7,7 +7,6 @@ step leave deadlines alone.
 
 from __future__ import annotations
 
-import calendar
 import sys
 import threading
 import time as _time
@@ -18,7 +17,7 @@ from typing import Protocol, runtime_checkable
 
 from ._validation import to_seconds
 
-__all__ = ["Clock", "ManualClock", "SystemClock", "reader"]
+__all__ = ["Clock", "ManualClock", "SystemClock", "WallOffset", "reader"]
 
 # freezegun replaces every module attribute that *is* a real time function, so the real ones are
 # kept where it does not look: a tuple, and default arguments.
@@ -51,58 +50,90 @@ def reader(clock: Clock) -> Callable[[], tuple[float, float]]:
     return lambda: (monotonic(), wall_offset())
 
 
-def _frozen_seconds() -> float | None:
-    """The time freezegun is freezing, as its own fakes compute it, or None when none is active.
+class WallOffset(float):
+    """A wall offset that also knows the exact datetime it maps a reading to.
+
+    Far from 1970 a float of POSIX seconds has too few bits for microseconds (one step is about
+    4 us in the year 3000), so clocks that know an exact anchor hand it along and timestamps are
+    computed from it: ``base + (reading - mono)``.
+    """
+
+    __slots__ = ("base", "mono")
+
+    base: datetime
+    mono: float
+
+    def __new__(cls, base: datetime, mono: float) -> WallOffset:
+        self = super().__new__(cls, base.timestamp() - mono)
+        self.base = base.astimezone(timezone.utc)
+        self.mono = mono
+        return self
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (WallOffset, (self.base, self.mono))
+
+
+def _frozen_now() -> tuple[object, datetime] | None:
+    """freezegun's active freeze and its time (naive UTC), or None when none is active.
 
     freezegun gives real time to callers it finds under ``threading`` in the first few frames, so
     the cleanup thread and the test would read different clocks. Asking its factory directly gives
     every thread the test's time.
     """
     api = sys.modules.get("freezegun.api")
-    if api is None or not getattr(api, "freeze_factories", None):
+    factories = getattr(api, "freeze_factories", None) if api is not None else None
+    if not factories:
         return None
     try:
-        frozen = api.get_current_time()
-    except (IndexError, AttributeError):  # the freeze ended while we looked
+        factory = factories[-1]
+        return factory, factory()
+    except (IndexError, TypeError):  # the freeze ended while we looked
         return None
-    return float(calendar.timegm(frozen.timetuple()) + frozen.microsecond / 1_000_000)
+
+
+class _Freeze:
+    """How readings continue through one freezegun freeze: from where the clock stood."""
+
+    __slots__ = ("factory", "last", "moment", "mono", "offset")
+
+    def __init__(self, factory: object, moment: datetime, mono: float) -> None:
+        self.factory = factory
+        self.moment = moment
+        self.mono = mono
+        self.last = mono
+        self.offset = WallOffset(moment.replace(tzinfo=timezone.utc), mono)
 
 
 class SystemClock:
     """The default clock: ``time.monotonic`` for deadlines, the wall clock for timestamps.
 
-    Under ``freezegun`` every thread sees the frozen time, and any other patch of ``time`` is
-    honoured, so tests that move time by patching keep working.
+    Under ``freezegun`` every thread sees the frozen time. A freeze continues the clock from
+    where it stood (moving as the frozen time moves), and the clock never runs backwards after
+    it, so entering or leaving a freeze neither expires nor revives anything; timestamps are the
+    frozen time. Any other patch of ``time.monotonic`` / ``time.time`` is honoured as it is.
     """
 
-    __slots__ = ("_lock", "_offset", "_recheck_at")
+    __slots__ = ("_drift", "_freeze", "_lock", "_offset", "_recheck_at")
+
+    _drift: float
+    _offset: float
+    _recheck_at: float
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._drift = 0.0  # added to time.monotonic() once a freeze ran the clock ahead
+        self._freeze: _Freeze | None = None
         self._offset = self._measure_offset()
         self._recheck_at = _REAL[0]() + _OFFSET_RECHECK
 
     def monotonic(self, _real: Callable[[], float] = _REAL[0], _t: ModuleType = _time) -> float:
-        fn: Callable[[], float] = _t.monotonic
-        if fn is _real:
-            return fn()
-        frozen = _frozen_seconds()
-        return fn() if frozen is None else frozen
+        if _t.monotonic is _real and self._freeze is None:
+            now: float = _real() + self._drift
+            return now
+        return self.reading()[0]
 
-    def wall_offset(
-        self,
-        _real_m: Callable[[], float] = _REAL[0],
-        _real_t: Callable[[], float] = _REAL[1],
-        _t: ModuleType = _time,
-    ) -> float:
-        if _t.monotonic is not _real_m or _t.time is not _real_t:
-            if _frozen_seconds() is not None:
-                return 0.0  # freezegun's monotonic is its frozen wall time
-            return float(_t.time() - _t.monotonic())
-        now = _REAL[0]()
-        if now < self._recheck_at:
-            return self._offset
-        return self._refresh(now)
+    def wall_offset(self) -> float:
+        return self.reading()[1]
 
     def reading(
         self,
@@ -111,18 +142,50 @@ class SystemClock:
         _t: ModuleType = _time,
     ) -> tuple[float, float]:
         """``(monotonic(), wall_offset())`` in one call: update_activity's budget is ~1 us."""
-        if _t.monotonic is _real_m and _t.time is _real_t:
-            now = _real_m()
+        if _t.monotonic is _real_m and _t.time is _real_t and self._freeze is None:
+            now = _real_m() + self._drift
             if now < self._recheck_at:
                 return now, self._offset
             return now, self._refresh(now)
-        return self.monotonic(), self.wall_offset()
+        return self._slow_reading()
+
+    def _slow_reading(self) -> tuple[float, float]:
+        frozen = _frozen_now()
+        with self._lock:
+            if frozen is not None:
+                return self._frozen_reading(*frozen)
+            if self._freeze is not None:
+                self._thaw()
+        if _time.monotonic is _REAL[0] and _time.time is _REAL[1]:
+            return self.reading()
+        mono: float = _time.monotonic()  # patched by someone else: honour it
+        return mono, float(_time.time() - mono)
+
+    def _frozen_reading(self, factory: object, moment: datetime) -> tuple[float, float]:
+        f = self._freeze
+        if f is None or f.factory is not factory or moment < f.moment:
+            # A new freeze, or one moved back: go on from the last reading, never backwards.
+            start = _REAL[0]() + self._drift if f is None else f.last
+            f = self._freeze = _Freeze(factory, moment, start)
+        mono = f.mono + (moment - f.moment).total_seconds()
+        if mono > f.last:
+            f.last = mono
+        return mono, f.offset
+
+    def _thaw(self) -> None:
+        assert self._freeze is not None
+        behind = self._freeze.last - (_REAL[0]() + self._drift)
+        if behind > 0:
+            self._drift += behind  # the freeze ran ahead of real time: carry on from there
+        self._freeze = None
+        self._offset = self._measure_offset() - self._drift
+        self._recheck_at = _REAL[0]() + self._drift + _OFFSET_RECHECK
 
     def _refresh(self, now: float) -> float:
         # A cached offset keeps two snapshots of one conversation equal; it moves only when the
         # wall clock really stepped (or slewed) by more than _OFFSET_STEP.
         with self._lock:
-            measured = self._measure_offset()
+            measured = self._measure_offset() - self._drift
             if abs(measured - self._offset) > _OFFSET_STEP:
                 self._offset = measured
             self._recheck_at = now + _OFFSET_RECHECK
@@ -153,6 +216,8 @@ class ManualClock:
 
     __slots__ = ("_elapsed", "_lock", "_start")
 
+    _start: WallOffset
+
     def __init__(self, start: datetime | None = None) -> None:
         if start is None:
             start = datetime.now(timezone.utc)
@@ -160,7 +225,7 @@ class ManualClock:
             raise TypeError(f"start must be a timezone-aware datetime, got {type(start).__name__}")
         elif start.tzinfo is None or start.utcoffset() is None:
             raise ValueError(f"start must be timezone-aware, got naive {start!r}")
-        self._start = start.timestamp()
+        self._start = WallOffset(start, 0.0)
         self._elapsed = 0.0
         self._lock = threading.Lock()
 
@@ -181,7 +246,7 @@ class ManualClock:
 
     def now(self) -> datetime:
         """The clock's wall-clock reading."""
-        return datetime.fromtimestamp(self._start + self._elapsed, timezone.utc)
+        return self._start.base + timedelta(seconds=self._elapsed)
 
     def __repr__(self) -> str:
         return f"ManualClock(now={self.now().isoformat()})"

