@@ -25,7 +25,7 @@ __all__ = ["ConversationExpiryManager"]
 Seconds = float | int | timedelta
 
 # Conversations removed per hold of the write lock in a sweep; about 0.3 ms of work, so a request
-# thread never waits long for the lock (benchmarks/bench_scale.py measures the longest wait).
+# thread never waits long for the lock (benchmarks/sweep.py measures the longest wait).
 SWEEP_BATCH = 256
 _YIELD_EVERY = 0.002
 
@@ -218,11 +218,12 @@ class ConversationExpiryManager:
         callables after releasing it, so request threads get in between batches.
         """
         expired: list[str] = []
+        store = self._store
         started = yielded = time.perf_counter()
         with self._telemetry.span("expiry_manager.cleanup") as span:
             while True:
                 now, offset = self._reading()
-                removed, warned, more = self._store.collect(now, offset, SWEEP_BATCH)
+                removed, warned, more = store.collect(now, offset, SWEEP_BATCH)
                 expired.extend(map(_first, removed.states))  # a sweep removes only the expired
                 if removed.states:
                     self._callbacks.finish(removed, now)
@@ -232,8 +233,9 @@ class ConversationExpiryManager:
                     break
                 # Releasing the lock between batches is not enough: CPython hands the GIL to a
                 # waiting thread only every 5 ms, and this one would retake the lock first. A
-                # sleep(0) lets waiters in; it costs ~0.1 ms, so it is spent every _YIELD_EVERY.
-                if time.perf_counter() - yielded > _YIELD_EVERY:
+                # sleep(0) lets waiters in; it costs ~0.1 ms, so it is spent when a request
+                # thread waited for the lock, or else every _YIELD_EVERY (readers, others).
+                if store.contended() or time.perf_counter() - yielded > _YIELD_EVERY:
                     time.sleep(0)
                     yielded = time.perf_counter()
             remaining = len(self) if self._telemetry.wants_remaining(span) else -1

@@ -182,7 +182,7 @@ class MemoryStore:
         self, cid: str, now: float, offset: float, ttl: float | None
     ) -> tuple[ConversationState, Removed]:
         removed = Removed([], [], {})
-        with self._guard.write:
+        with self._guard.writing:
             state, _fresh = self._start_or_touch(cid, now, offset, ttl, True, removed)
         return state, removed
 
@@ -190,7 +190,7 @@ class MemoryStore:
         self, cid: str, now: float, offset: float, extend: bool
     ) -> tuple[ConversationState, bool, Removed]:
         removed = Removed([], [], {})
-        with self._guard.write:
+        with self._guard.writing:
             state, fresh = self._start_or_touch(cid, now, offset, None, extend, removed)
         return state, fresh, removed
 
@@ -229,7 +229,11 @@ class MemoryStore:
             self._ttl_of[cid] = ttl
 
     def touch(self, cid: str, now: float, offset: float, extend: bool) -> ConversationState:
-        with self._guard.write:
+        lock = self._guard.write
+        if not lock.acquire(False):
+            self._guard.contended = True  # the sweep will let us in sooner
+            lock.acquire()
+        try:
             e = self._entries.get(cid)
             if e is None:
                 raise ConversationNotFoundError(cid)
@@ -261,6 +265,8 @@ class MemoryStore:
             return _tuple_new(
                 ConversationState, (cid, e.created, last, last + ttl, True, False, offset)
             )
+        finally:
+            lock.release()
 
     def get(self, cid: str, now: float, offset: float) -> ConversationState | None:
         handle = self._guard.acquire_read()
@@ -304,13 +310,13 @@ class MemoryStore:
             handle.release()
 
     def add_cleanup(self, cid: str, now: float, fn: Cleanup) -> None:
-        with self._guard.write:
+        with self._guard.writing:
             self._live(cid, now)
             self._cleanups.setdefault(cid, []).append(fn)
 
     def end(self, cid: str, now: float, offset: float) -> Removed:
         removed = Removed([], [], {})
-        with self._guard.write:
+        with self._guard.writing:
             e = self._entries.get(cid)
             if e is not None:
                 ttl = self._ttl_for(cid)
@@ -448,6 +454,11 @@ class MemoryStore:
             return due
         finally:
             handle.release()
+
+    def contended(self) -> bool:
+        was = self._guard.contended
+        self._guard.contended = False
+        return was
 
     def before_fork(self, timeout: float) -> Any:
         """Hold the write side across fork() so the child never sees a half-made change."""

@@ -1,6 +1,6 @@
 """The conversation map's lock: ``readerwriterlock.RWLockRead`` plus a turnstile for the sweep.
 
-Measured on the CI machine kind (benchmarks/bench_locks.py): the write side of ``RWLockRead`` is
+Measured on the CI machine kind (benchmarks/locks.py): the write side of ``RWLockRead`` is
 0.18 us against 0.67 us for ``RWLockFair`` and 1.1 us for ``RWLockWrite``. Every
 ``update_activity`` is a write, and its budget is about 1 us, so only the reader-preferring class
 fits. Its known defect, readers that keep overlapping starve a writer, matters for the sweep, the
@@ -25,7 +25,7 @@ __all__ = ["RWGuard"]
 class RWGuard:
     """Reader-preferring RW lock whose sweep cannot be starved by readers."""
 
-    __slots__ = ("_local", "_rw", "_turnstile", "sweep_waiting", "write")
+    __slots__ = ("_local", "_rw", "_turnstile", "contended", "sweep_waiting", "write", "writing")
 
     def __init__(self) -> None:
         self._setup()
@@ -35,9 +35,18 @@ class RWGuard:
         # The write side of RWLockRead is exactly its resource lock; its handle only adds
         # bookkeeping that costs a fifth of update_activity. Used as ``with guard.write:``.
         self.write = self._rw.c_resource
+        # Set by a writer that found the lock taken: the sweep then yields between batches.
+        self.contended = False
+        self.writing = _Writing(self)
         self._local = threading.local()
         self._turnstile = threading.Lock()
         self.sweep_waiting = False
+
+    def acquire_write(self) -> None:
+        """Take the write side, noting contention (release with ``write.release()``)."""
+        if not self.write.acquire(False):
+            self.contended = True
+            self.write.acquire()
 
     def acquire_read(self) -> Any:
         """Take the read side; returns the handle to release."""
@@ -73,3 +82,18 @@ class RWGuard:
     def reinit(self) -> None:
         """Fresh, unlocked primitives: after fork() only the forking thread survives."""
         self._setup()
+
+
+class _Writing:
+    """``with guard.writing:`` takes the write side the way the hot path does, inline."""
+
+    __slots__ = ("_guard",)
+
+    def __init__(self, guard: RWGuard) -> None:
+        self._guard = guard
+
+    def __enter__(self) -> None:
+        self._guard.acquire_write()
+
+    def __exit__(self, *exc: object) -> None:
+        self._guard.write.release()

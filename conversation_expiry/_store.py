@@ -106,6 +106,10 @@ class ConversationStore(Protocol):
     def drain(self, now: float, offset: float, limit: int) -> Removed:
         """Remove up to ``limit`` conversations, live or not (shutdown)."""
 
+    def contended(self) -> bool:
+        """Whether a request thread had to wait for the lock since the last call; a sweep
+        between batches then lets it in (a store without a local lock answers False)."""
+
     def next_warning_at(self) -> float | None:
         """When the next warning falls due, if warnings are configured."""
 

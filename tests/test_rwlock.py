@@ -104,3 +104,31 @@ def test_try_acquire_write_times_out_while_held() -> None:
     handle = guard.try_acquire_write(1)
     assert handle is not None
     handle.release()
+
+
+def test_a_writer_that_waits_marks_the_lock_contended() -> None:
+    guard = RWGuard()
+    guard.write.acquire()
+    entered = threading.Event()
+
+    def writer() -> None:
+        with guard.writing:
+            entered.set()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    for _ in range(1000):
+        if guard.contended:
+            break
+        threading.Event().wait(0.005)
+    guard.write.release()
+    assert entered.wait(5)
+    t.join(5)
+    assert guard.contended
+
+
+def test_an_uncontended_writer_leaves_no_mark() -> None:
+    guard = RWGuard()
+    with guard.writing:
+        pass
+    assert not guard.contended

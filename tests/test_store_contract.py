@@ -468,3 +468,9 @@ def test_ensure_starts_afresh_over_a_past_due_conversation(store):
     assert s.created_at == wall(10.5)
     assert left(removed) == [("a", ExpiryReason.EXPIRED)]
     assert list(removed.cleanups) == ["a"]
+
+
+def test_contended_is_false_without_waiters_and_resets(store):
+    store.register("a", 0.0, OFFSET, None)
+    assert store.contended() is False
+    assert store.contended() is False
