@@ -1,182 +1,30 @@
-"""The default store: conversations in this process's memory.
+"""The default store: conversations in this process's memory, behind a readerwriterlock lock.
 
-Each TTL has a queue: a circular doubly linked list threaded through the entries, kept in order of
-last activity, so its head is always the next to expire. Activity moves an entry to the tail
-(O(1), no dict writes, so no dict resize on the hot path); a sweep walks from the heads and stops
-at the first live entry, costing what expires, not what lives. With warnings configured a queue
-has a second list for the entries already warned, so a sweep never walks them again. ``max_age``
-deadlines follow creation order, which is the id map's own insertion order.
-
-Rarely used fields (custom TTLs, warnings, cleanups) live in side maps keyed by id, which keeps
-an entry at five slots: the memory target is per conversation.
+The bookkeeping is :class:`~conversation_expiry._book.Book`; this class adds the lock (``_rwlock``)
+and the protocol. ``touch`` is the request path, so it is written out here in full.
 """
 
 from __future__ import annotations
 
-from itertools import islice
 from typing import Any
 
+from ._book import Book
 from ._errors import ConversationExpiredError, ConversationNotFoundError
 from ._rwlock import RWGuard
-from ._state import ConversationState, ExpiryReason
-from ._store import Cleanup, Policy, Removed
+from ._state import ConversationState
+from ._store import Cleanup, Removed
 
 __all__ = ["MemoryStore"]
 
 _tuple_new = tuple.__new__
-_EXPIRED = ExpiryReason.EXPIRED
-_MAX_AGE = ExpiryReason.MAX_AGE
 
 
-class _Entry:
-    __slots__ = ("cid", "created", "last", "next", "prev")
-
-    cid: str
-    created: float
-    last: float
-    next: _Entry
-    prev: _Entry
-
-
-def _ring() -> _Entry:
-    sentinel = _Entry()
-    sentinel.cid = ""
-    sentinel.prev = sentinel.next = sentinel
-    return sentinel
-
-
-class _Queue:
-    __slots__ = ("fresh", "ttl", "warned")
-
-    def __init__(self, ttl: float) -> None:
-        self.ttl = ttl
-        self.fresh = _ring()  # not warned, in order of last activity
-        self.warned = _ring()  # warned, in order of deadline
-
-
-def _unlink(e: _Entry) -> None:
-    p = e.prev
-    n = e.next
-    p.next = n
-    n.prev = p
-
-
-def _append(ring: _Entry, e: _Entry) -> None:
-    p = ring.prev
-    e.prev = p
-    e.next = ring
-    p.next = e
-    ring.prev = e
-
-
-class MemoryStore:
+class MemoryStore(Book):
     """Conversations in a dict guarded by a ``readerwriterlock`` lock; the manager's default."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._guard = RWGuard()
-        self._entries: dict[str, _Entry] = {}
-        self._ttl_of: dict[str, float] = {}
-        self._warned: set[str] = set()
-        self._cleanups: dict[str, list[Cleanup]] = {}
-        self.configure(Policy(ttl=3600.0))
-
-    def configure(self, policy: Policy) -> None:
-        self._ttl = policy.ttl
-        self._max_age = policy.max_age
-        self._warn = policy.warning_before
-        self._capacity = policy.max_conversations
-        self._plain = policy.max_age is None and policy.warning_before is None
-        self._default = _Queue(policy.ttl)
-        self._queues: dict[float, _Queue] = {policy.ttl: self._default}
-
-    # -- helpers, called with the lock held -------------------------------------------------
-
-    def _ttl_for(self, cid: str) -> float:
-        return self._ttl_of.get(cid, self._ttl) if self._ttl_of else self._ttl
-
-    def _deadline(self, e: _Entry, ttl: float) -> float:
-        deadline = e.last + ttl
-        if self._max_age is not None:
-            capped = e.created + self._max_age
-            if capped < deadline:
-                return capped
-        return deadline
-
-    def _reason(self, e: _Entry, ttl: float) -> ExpiryReason:
-        if self._max_age is not None and e.created + self._max_age < e.last + ttl:
-            return _MAX_AGE
-        return _EXPIRED
-
-    def _queue(self, ttl: float) -> _Queue:
-        q = self._queues.get(ttl)
-        if q is None:
-            q = self._queues[ttl] = _Queue(ttl)
-        return q
-
-    def _state(
-        self, e: _Entry, ttl: float, offset: float, active: bool = True
-    ) -> ConversationState:
-        warned = bool(self._warned) and e.cid in self._warned
-        return _tuple_new(
-            ConversationState,
-            (e.cid, e.created, e.last, self._deadline(e, ttl), active, warned, offset),
-        )
-
-    def _remove(self, e: _Entry, reason: ExpiryReason, offset: float, out: Removed) -> None:
-        cid = e.cid
-        out.states.append(self._state(e, self._ttl_for(cid), offset, active=False))
-        out.reasons.append(reason)
-        _unlink(e)
-        del self._entries[cid]
-        if self._ttl_of:
-            self._ttl_of.pop(cid, None)
-        if self._warned:
-            self._warned.discard(cid)
-        if self._cleanups:
-            cleanups = self._cleanups.pop(cid, None)
-            if cleanups:
-                out.cleanups[cid] = cleanups
-
-    def _live(self, cid: str, now: float) -> tuple[_Entry, float]:
-        e = self._entries.get(cid)
-        if e is None:
-            raise ConversationNotFoundError(cid)
-        ttl = self._ttl_for(cid)
-        if now > self._deadline(e, ttl):
-            raise ConversationExpiredError(cid)
-        return e, ttl
-
-    def _activity(self, e: _Entry, ttl: float, now: float) -> None:
-        if now > e.last:
-            e.last = now
-        _unlink(e)
-        _append((self._default if ttl == self._ttl else self._queue(ttl)).fresh, e)
-        # A warning stands until activity moves the deadline out of the warning window (with
-        # max_age it may not); a still-warned entry is moved to its warned list by the next sweep.
-        if self._warned and e.cid in self._warned:
-            assert self._warn is not None
-            if self._deadline(e, ttl) - self._warn > now:
-                self._warned.discard(e.cid)
-
-    def _victim(self, now: float) -> tuple[_Entry, ExpiryReason]:
-        """Whom to remove at capacity: one already past due if any, else the least recently
-        active. Past-due ones are at the heads of the queues or, for max_age, first created."""
-        oldest: _Entry | None = None
-        for q in self._queues.values():
-            for ring in (q.warned, q.fresh):
-                head = ring.next
-                if head is ring:
-                    continue
-                if now > self._deadline(head, q.ttl):
-                    return head, self._reason(head, q.ttl)
-                if oldest is None or head.last < oldest.last:
-                    oldest = head
-        if self._max_age is not None:
-            first = next(iter(self._entries.values()))
-            if now > first.created + self._max_age:
-                return first, _MAX_AGE
-        assert oldest is not None
-        return oldest, ExpiryReason.EVICTED
 
     def register(
         self, cid: str, now: float, offset: float, ttl: float | None
@@ -193,40 +41,6 @@ class MemoryStore:
         with self._guard.writing:
             state, fresh = self._start_or_touch(cid, now, offset, None, extend, removed)
         return state, fresh, removed
-
-    def _start_or_touch(
-        self, cid: str, now: float, offset: float, ttl: float | None, extend: bool, out: Removed
-    ) -> tuple[ConversationState, bool]:
-        e = self._entries.get(cid)
-        if e is not None:
-            old_ttl = self._ttl_for(cid)
-            if now <= self._deadline(e, old_ttl):
-                if ttl is not None and ttl != old_ttl:
-                    self._set_ttl(cid, ttl)
-                    old_ttl = ttl
-                if extend:
-                    self._activity(e, old_ttl, now)
-                return self._state(e, old_ttl, offset), False
-            self._remove(e, self._reason(e, old_ttl), offset, out)
-        if self._capacity is not None:
-            while len(self._entries) >= self._capacity:
-                victim, reason = self._victim(now)
-                self._remove(victim, reason, offset, out)
-        e = _Entry()
-        e.cid = cid
-        e.created = e.last = now
-        effective = self._ttl if ttl is None else ttl
-        if effective != self._ttl:
-            self._ttl_of[cid] = effective
-        _append((self._default if effective == self._ttl else self._queue(effective)).fresh, e)
-        self._entries[cid] = e
-        return self._state(e, effective, offset), True
-
-    def _set_ttl(self, cid: str, ttl: float) -> None:
-        if ttl == self._ttl:
-            self._ttl_of.pop(cid, None)
-        else:
-            self._ttl_of[cid] = ttl
 
     def touch(self, cid: str, now: float, offset: float, extend: bool) -> ConversationState:
         lock = self._guard.write
@@ -271,59 +85,32 @@ class MemoryStore:
     def get(self, cid: str, now: float, offset: float) -> ConversationState | None:
         handle = self._guard.acquire_read()
         try:
-            e = self._entries.get(cid)
-            if e is None:
-                return None
-            ttl = self._ttl_for(cid)
-            if now > self._deadline(e, ttl):
-                return None
-            return self._state(e, ttl, offset)
+            return self._get(cid, now, offset)
         finally:
             handle.release()
 
     def is_live(self, cid: str, now: float) -> bool:
         handle = self._guard.acquire_read()
         try:
-            e = self._entries.get(cid)
-            return e is not None and now <= self._deadline(e, self._ttl_for(cid))
+            return self._is_live(cid, now)
         finally:
             handle.release()
 
     def count(self, now: float) -> int:
         handle = self._guard.acquire_read()
         try:
-            past = 0
-            for q in self._queues.values():
-                for ring in (q.warned, q.fresh):
-                    e = ring.next
-                    while e is not ring and now > e.last + q.ttl:  # TTL expiry only
-                        past += 1
-                        e = e.next
-            if self._max_age is not None:
-                for e in self._entries.values():
-                    if now <= e.created + self._max_age:
-                        break
-                    if now <= e.last + self._ttl_for(e.cid):  # not counted by its queue
-                        past += 1
-            return len(self._entries) - past
+            return self._count(now)
         finally:
             handle.release()
 
     def add_cleanup(self, cid: str, now: float, fn: Cleanup) -> None:
         with self._guard.writing:
-            self._live(cid, now)
-            self._cleanups.setdefault(cid, []).append(fn)
+            self._add_cleanup(cid, now, fn)
 
     def end(self, cid: str, now: float, offset: float) -> Removed:
         removed = Removed([], [], {})
         with self._guard.writing:
-            e = self._entries.get(cid)
-            if e is not None:
-                ttl = self._ttl_for(cid)
-                if now > self._deadline(e, ttl):
-                    self._remove(e, self._reason(e, ttl), offset, removed)
-                else:
-                    self._remove(e, ExpiryReason.ENDED, offset, removed)
+            self._end(cid, now, offset, removed)
         return removed
 
     def collect(
@@ -331,106 +118,14 @@ class MemoryStore:
     ) -> tuple[Removed, list[ConversationState], bool]:
         handle = self._guard.acquire_sweep()
         try:
-            if self._plain and len(self._queues) == 1:
-                removed = self._collect_plain(now, offset, limit)
-                return removed, [], len(removed.states) >= limit
-            removed = Removed([], [], {})
-            warned: list[ConversationState] = []
-            for q in list(self._queues.values()):
-                for ring in (q.warned, q.fresh):
-                    e = ring.next
-                    while e is not ring and len(removed.states) < limit:
-                        if now <= self._deadline(e, q.ttl):
-                            break
-                        nxt = e.next
-                        self._remove(e, self._reason(e, q.ttl), offset, removed)
-                        e = nxt
-                if q is not self._default and q.fresh.next is q.fresh and q.warned.next is q.warned:
-                    del self._queues[q.ttl]  # a TTL nobody uses any more
-            if self._max_age is not None and len(removed.states) < limit:
-                room = limit - len(removed.states)
-                due: list[_Entry] = []
-                for e in self._entries.values():
-                    if now <= e.created + self._max_age or len(due) >= room:
-                        break
-                    due.append(e)
-                for e in due:
-                    self._remove(e, _MAX_AGE, offset, removed)
-            if self._warn is not None:
-                self._collect_warnings(now, offset, limit - len(removed.states), warned)
-            return removed, warned, len(removed.states) + len(warned) >= limit
+            return self._collect(now, offset, limit)
         finally:
             handle.release()
 
-    def _collect_plain(self, now: float, offset: float, limit: int) -> Removed:
-        # One TTL, no max_age, no warnings: the expired entries are a prefix of the ring. This
-        # is most of a sweep's cost per conversation, so it is written out.
-        ring = self._default.fresh
-        ttl = self._ttl
-        entries = self._entries
-        states: list[ConversationState] = []
-        append = states.append
-        e = ring.next
-        n = 0
-        while e is not ring and n < limit:
-            last = e.last
-            if now <= last + ttl:
-                break
-            cid = e.cid
-            fields = (cid, e.created, last, last + ttl, False, False, offset)
-            append(_tuple_new(ConversationState, fields))
-            del entries[cid]
-            nxt = e.next
-            e.next = ring  # no reference cycles among the removed: refcounting frees them
-            e = nxt
-            n += 1
-        ring.next = e
-        e.prev = ring
-        cleanups: dict[str, list[Cleanup]] = {}
-        if self._cleanups:
-            pop = self._cleanups.pop
-            for state in states:
-                fns = pop(state[0], None)
-                if fns:
-                    cleanups[state[0]] = fns
-        return Removed(states, [_EXPIRED] * n, cleanups)
-
-    def _collect_warnings(
-        self, now: float, offset: float, limit: int, out: list[ConversationState]
-    ) -> None:
-        assert self._warn is not None
-        for q in self._queues.values():
-            ring = q.fresh
-            e = ring.next
-            while e is not ring and len(out) < limit:
-                if e.last + q.ttl - self._warn > now:
-                    break
-                nxt = e.next
-                _unlink(e)
-                _append(q.warned, e)
-                if e.cid not in self._warned:
-                    self._warned.add(e.cid)
-                    out.append(self._state(e, q.ttl, offset))
-                e = nxt
-        if self._max_age is not None:
-            for e in self._entries.values():
-                if len(out) >= limit or e.created + self._max_age - self._warn > now:
-                    break
-                if e.cid not in self._warned:
-                    self._warned.add(e.cid)
-                    out.append(self._state(e, self._ttl_for(e.cid), offset))
-
     def drain(self, now: float, offset: float, limit: int) -> Removed:
-        removed = Removed([], [], {})
         handle = self._guard.acquire_sweep()
         try:
-            for e in list(islice(self._entries.values(), limit)):
-                ttl = self._ttl_for(e.cid)
-                if now > self._deadline(e, ttl):
-                    self._remove(e, self._reason(e, ttl), offset, removed)
-                else:
-                    self._remove(e, ExpiryReason.SHUTDOWN, offset, removed)
-            return removed
+            return self._drain(now, offset, limit)
         finally:
             handle.release()
 
@@ -439,19 +134,7 @@ class MemoryStore:
             return None
         handle = self._guard.acquire_read()
         try:
-            due: float | None = None
-            for q in self._queues.values():
-                head = q.fresh.next
-                if head is not q.fresh:
-                    at = head.last + q.ttl - self._warn
-                    due = at if due is None else min(due, at)
-            if self._max_age is not None:
-                for e in self._entries.values():
-                    if e.cid not in self._warned:
-                        at = e.created + self._max_age - self._warn
-                        due = at if due is None else min(due, at)
-                        break
-            return due
+            return self._next_warning_at()
         finally:
             handle.release()
 
