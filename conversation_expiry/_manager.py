@@ -203,11 +203,9 @@ class ConversationExpiryManager:
         return self._store.count(self._now())
 
     def __contains__(self, conversation_id: object) -> bool:
-        if type(conversation_id) is not str and not isinstance(conversation_id, str):
-            return False
-        if not conversation_id:
-            return False
-        return self._store.is_live(conversation_id, self._now())
+        if not isinstance(conversation_id, str):
+            return False  # the one call that answers a non-str instead of raising (API.md)
+        return self._store.is_live(check_id(conversation_id), self._now())
 
     # -- sweeping -----------------------------------------------------------------------------
 
@@ -323,9 +321,6 @@ class ConversationExpiryManager:
     def _after_fork_in_child(self) -> None:
         self._store.reinit_after_fork()
         self._worker.reinit_after_fork()
-
-
-
 
 
 def _id_attr(value: object) -> str | None:

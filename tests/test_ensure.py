@@ -122,3 +122,14 @@ def test_at_capacity_a_fresh_start_evicts(
     state, fresh = m.ensure_conversation("b")
     assert fresh and isinstance(state, ConversationState)
     assert left == [("a", ExpiryReason.EVICTED)]
+
+
+def test_in_answers_false_for_a_non_str(manager: ConversationExpiryManager) -> None:
+    manager.register_conversation("1")
+    assert 1 not in manager
+    assert None not in manager
+
+
+def test_in_refuses_an_empty_id_like_every_other_call(manager: ConversationExpiryManager) -> None:
+    with pytest.raises(ValueError, match="conversation_id"):
+        _ = "" in manager
