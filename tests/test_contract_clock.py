@@ -4,48 +4,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import pytest
+from support import TTL, WAIT
 
 from conversation_expiry import (
-    ConversationExpiryManager,
     ConversationState,
     ExpiryReason,
     ManualClock,
     SystemClock,
 )
 
-TTL = 10.0
-WAIT = 5.0
 UTC = timezone.utc
 
-
-@pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    deadline = time.monotonic() + WAIT
-    for t in set(threading.enumerate()) - before:
-        t.join(max(0.0, deadline - time.monotonic()))
-    leaked = [t for t in set(threading.enumerate()) - before if t.is_alive()]
-    assert leaked == [], f"threads left behind: {leaked}"
-
-
-@pytest.fixture
-def make_manager() -> Iterator[Callable[..., ConversationExpiryManager]]:
-    made: list[ConversationExpiryManager] = []
-
-    def make(ttl: Any = TTL, interval: Any = 3600, **kwargs: Any) -> ConversationExpiryManager:
-        m = ConversationExpiryManager(ttl, interval, **kwargs)
-        made.append(m)
-        return m
-
-    yield make
-    for m in made:
-        m.stop(timeout=WAIT)
+pytestmark = pytest.mark.usefixtures("no_leaked_threads")
 
 
 def assert_utc(value: datetime) -> None:

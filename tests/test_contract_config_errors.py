@@ -4,29 +4,15 @@ from __future__ import annotations
 
 import math
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
+from support import START
 
 from conversation_expiry import (
     ConversationExpiryManager,
     ManualClock,
 )
-
-START = datetime(2024, 1, 1, tzinfo=timezone.utc)
-TTL = 10.0
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(START)
-
-
-@pytest.fixture
-def manager(clock: ManualClock):
-    m = ConversationExpiryManager(TTL, 3600, clock=clock, autostart=False)
-    yield m
-    m.stop(timeout=5)
 
 
 def _snapshot(m: ConversationExpiryManager, ids: list[str]) -> tuple:

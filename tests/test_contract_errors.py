@@ -5,9 +5,8 @@ Black-box: only the public import surface is used.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import pytest
+from support import TTL
 
 from conversation_expiry import (
     ConversationExpiredError,
@@ -16,21 +15,6 @@ from conversation_expiry import (
     ConversationNotFoundError,
     ManualClock,
 )
-
-START = datetime(2024, 1, 1, tzinfo=timezone.utc)
-TTL = 10.0
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(START)
-
-
-@pytest.fixture
-def manager(clock: ManualClock):
-    m = ConversationExpiryManager(TTL, 3600, clock=clock, autostart=False)
-    yield m
-    m.stop(timeout=5)
 
 
 def _snapshot(m: ConversationExpiryManager, ids: list[str]) -> tuple:

@@ -9,11 +9,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
-from typing import Any
 
 import pytest
+from support import TTL, WAIT
 
 from conversation_expiry import (
     ConversationExpiryManager,
@@ -22,10 +20,9 @@ from conversation_expiry import (
     ManualClock,
 )
 
-START = datetime(2024, 1, 1, tzinfo=timezone.utc)
-TTL = 10.0
-WAIT = 5.0
 LOGGER = "conversation_expiry"
+
+pytestmark = pytest.mark.usefixtures("no_leaked_threads")
 
 
 class Boom(Exception):
@@ -36,40 +33,10 @@ def boom() -> None:
     raise Boom("cleanup failed")
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    deadline = time.monotonic() + WAIT
-    for t in set(threading.enumerate()) - before:
-        t.join(max(0.0, deadline - time.monotonic()))
-    leaked = [t for t in set(threading.enumerate()) - before if t.is_alive()]
-    assert leaked == [], f"threads left behind: {leaked}"
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(START)
-
-
 @pytest.fixture
 def log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     return caplog
-
-
-@pytest.fixture
-def make_manager() -> Iterator[Callable[..., ConversationExpiryManager]]:
-    made: list[ConversationExpiryManager] = []
-
-    def make(ttl: Any = TTL, interval: Any = 3600, **kwargs: Any) -> ConversationExpiryManager:
-        m = ConversationExpiryManager(ttl, interval, **kwargs)
-        made.append(m)
-        return m
-
-    yield make
-    for m in made:
-        m.stop(timeout=WAIT)
 
 
 def fault_records(caplog: pytest.LogCaptureFixture, cid: str) -> list[logging.LogRecord]:

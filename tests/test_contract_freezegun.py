@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from freezegun import freeze_time
+from support import WAIT
 
 from conversation_expiry import (
     ConversationExpiryManager,
@@ -26,37 +26,13 @@ from conversation_expiry import (
 
 _REAL = (time.monotonic,)  # freezegun patches module attributes, not tuple items
 TTL = 30.0
-WAIT = 5.0
 UTC = timezone.utc
+
+pytestmark = pytest.mark.usefixtures("no_leaked_threads")
 
 
 def real_monotonic() -> float:
     return _REAL[0]()
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_threads() -> Iterator[None]:
-    before = set(threading.enumerate())
-    yield
-    deadline = real_monotonic() + WAIT
-    for t in set(threading.enumerate()) - before:
-        t.join(max(0.0, deadline - real_monotonic()))
-    leaked = [t for t in set(threading.enumerate()) - before if t.is_alive()]
-    assert leaked == [], f"threads left behind: {leaked}"
-
-
-@pytest.fixture
-def make_manager() -> Iterator[Callable[..., ConversationExpiryManager]]:
-    made: list[ConversationExpiryManager] = []
-
-    def make(ttl: Any = TTL, interval: Any = 3600, **kwargs: Any) -> ConversationExpiryManager:
-        m = ConversationExpiryManager(ttl, interval, **kwargs)
-        made.append(m)
-        return m
-
-    yield make
-    for m in made:
-        m.stop(timeout=WAIT)
 
 
 class Expiries:
@@ -98,7 +74,7 @@ MICROSECOND_DATES = [
 @pytest.mark.parametrize("frozen", WHOLE_SECOND_DATES)
 def test_tick_then_cleanup_expired_expires(make_manager, frozen: str) -> None:
     with freeze_time(frozen) as ft:
-        m = make_manager(autostart=False)
+        m = make_manager(TTL, autostart=False)
         m.register_conversation("a")
         ft.tick(TTL)
         assert m.cleanup_expired() == []
@@ -112,7 +88,7 @@ def test_tick_then_cleanup_expired_expires(make_manager, frozen: str) -> None:
 @pytest.mark.parametrize("frozen", MICROSECOND_DATES)
 def test_expired_means_strictly_after_at_microsecond_resolution(make_manager, frozen: str) -> None:
     with freeze_time(frozen) as ft:
-        m = make_manager(autostart=False)
+        m = make_manager(TTL, autostart=False)
         m.register_conversation("a")
         ft.tick(timedelta(seconds=TTL))
         assert not m.is_expired("a")
@@ -124,7 +100,7 @@ def test_expired_means_strictly_after_at_microsecond_resolution(make_manager, fr
 @pytest.mark.parametrize("frozen", MICROSECOND_DATES)
 def test_reported_timestamps_equal_the_frozen_time(make_manager, frozen: str) -> None:
     with freeze_time(frozen) as ft:
-        m = make_manager(autostart=False)
+        m = make_manager(TTL, autostart=False)
         state = m.register_conversation("a")
         assert state.created_at == utc(frozen)
         assert state.last_activity == utc(frozen)
@@ -140,7 +116,7 @@ def test_reported_timestamps_equal_the_frozen_time(make_manager, frozen: str) ->
 
 def test_update_activity_under_freeze_slides_the_deadline(make_manager) -> None:
     with freeze_time("2024-01-01") as ft:
-        m = make_manager(autostart=False)
+        m = make_manager(TTL, autostart=False)
         m.register_conversation("a")
         ft.tick(TTL - 1)
         m.update_activity("a")
@@ -153,7 +129,7 @@ def test_update_activity_under_freeze_slides_the_deadline(make_manager) -> None:
 def test_calls_from_a_thread_started_by_the_test_see_the_frozen_time(make_manager) -> None:
     """freezegun gives real time to callers under ``threading``: a request thread must not."""
     with freeze_time("1990-01-01 00:00:00") as ft:
-        m = make_manager(autostart=False)
+        m = make_manager(TTL, autostart=False)
         out: dict[str, Any] = {}
 
         def request() -> None:

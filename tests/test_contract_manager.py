@@ -5,10 +5,10 @@ Time is driven with ManualClock; no background thread runs here (autostart=False
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import pytest
+from support import START, TTL, Recorder
 
 from conversation_expiry import (
     ConversationExpiredError,
@@ -18,39 +18,6 @@ from conversation_expiry import (
     ExpiryReason,
     ManualClock,
 )
-
-START = datetime(2024, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
-TTL = 10.0
-
-
-@dataclass
-class Recorder:
-    """Collects on_expire calls as (id, reason, state)."""
-
-    calls: list[tuple[str, ExpiryReason, ConversationState]] = field(default_factory=list)
-
-    def __call__(self, state: ConversationState, reason: ExpiryReason) -> None:
-        self.calls.append((state.id, reason, state))
-
-    def reasons(self, cid: str) -> list[ExpiryReason]:
-        return [r for i, r, _ in self.calls if i == cid]
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(START)
-
-
-@pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-def manager(clock: ManualClock, recorder: Recorder):
-    m = ConversationExpiryManager(TTL, 3600, clock=clock, on_expire=recorder, autostart=False)
-    yield m
-    m.stop(timeout=5)
 
 
 def at(seconds: float) -> datetime:
