@@ -122,43 +122,13 @@ def _fail(span: Span, exc: BaseException) -> None:
     span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
 
 
-class _Current:
-    """A started span made current for the ``with`` block; yields it only if it records.
+class _Scope:
+    """A started span made current for a ``with`` block, ended when it closes.
 
-    Cheaper than ``start_as_current_span`` (no generator), and it never swallows anything.
+    Cheaper than ``start_as_current_span`` (no generator), and it never swallows anything: an
+    exception is recorded with ERROR status; otherwise the status is OK unless a callable
+    failed in it (``failed``, set by ``Telemetry.callback_failed``).
     """
-
-    __slots__ = ("_span", "_token")
-
-    def __init__(self, span: Span) -> None:
-        self._span = span
-        self._token: Token[otel_context.Context] | None = None
-
-    def __enter__(self) -> Span | None:
-        span = self._span
-        self._token = otel_context.attach(trace.set_span_in_context(span))
-        return span if span.is_recording() else None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        span = self._span
-        try:
-            if exc is None:
-                span.set_status(_OK)
-            elif isinstance(exc, Exception):  # not GeneratorExit, KeyboardInterrupt...
-                _fail(span, exc)
-        finally:
-            if self._token is not None:
-                otel_context.detach(self._token)
-            span.end()
-
-
-class _CleanupScope:
-    """The span of one conversation's cleanup, and whether a callable failed in it."""
 
     __slots__ = ("_token", "failed", "span")
 
@@ -167,10 +137,9 @@ class _CleanupScope:
         self.failed = False
         self._token: Token[otel_context.Context] | None = None
 
-    def __enter__(self) -> _CleanupScope | None:
-        span = self.span
-        self._token = otel_context.attach(trace.set_span_in_context(span))
-        return self if span.is_recording() else None
+    def _attach(self) -> bool:
+        self._token = otel_context.attach(trace.set_span_in_context(self.span))
+        return self.span.is_recording()
 
     def __exit__(
         self,
@@ -180,7 +149,7 @@ class _CleanupScope:
     ) -> None:
         span = self.span
         try:
-            if isinstance(exc, Exception):
+            if isinstance(exc, Exception):  # not GeneratorExit, KeyboardInterrupt...
                 _fail(span, exc)
             elif exc is None and not self.failed:
                 span.set_status(_OK)
@@ -188,6 +157,24 @@ class _CleanupScope:
             if self._token is not None:
                 otel_context.detach(self._token)
             span.end()
+
+
+class _Current(_Scope):
+    """Yields the span, or None when it does not record (nothing to format then)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> Span | None:
+        return self.span if self._attach() else None
+
+
+class _CleanupScope(_Scope):
+    """Yields itself, so callback failures can mark it; None when the span does not record."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> _CleanupScope | None:
+        return self if self._attach() else None
 
 
 class _Detached:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from support import START, TTL, WAIT, Recorder
+from support import START, TTL, WAIT, Events, Recorder
 
 from conversation_expiry import ConversationExpiryManager, ManualClock
 
@@ -56,3 +56,28 @@ def manager(clock: ManualClock, recorder: Recorder) -> Iterator[ConversationExpi
     m = ConversationExpiryManager(TTL, 3600, clock=clock, on_expire=recorder, autostart=False)
     yield m
     m.stop(timeout=WAIT)
+
+
+@pytest.fixture
+def rec() -> Events:
+    return Events()
+
+
+@pytest.fixture
+def make(clock: ManualClock, rec: Events) -> Iterator[Callable[..., ConversationExpiryManager]]:
+    """Lifecycle managers: on ``clock``, no thread, callbacks into ``rec``, ttl 10 by default."""
+    made: list[ConversationExpiryManager] = []
+
+    def factory(ttl: Any = 10, **kwargs: Any) -> ConversationExpiryManager:
+        kwargs.setdefault("clock", clock)
+        kwargs.setdefault("autostart", False)
+        kwargs.setdefault("on_expire", rec.on_expire)
+        if "warning_before" in kwargs:
+            kwargs.setdefault("on_warning", rec.on_warning)
+        m = ConversationExpiryManager(ttl, 60, **kwargs)
+        made.append(m)
+        return m
+
+    yield factory
+    for m in made:
+        m.stop(timeout=WAIT)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from conversation_expiry import ConversationState, ExpiryReason
 
@@ -23,3 +25,31 @@ class Recorder:
 
     def reasons(self, cid: str) -> list[ExpiryReason]:
         return [r for i, r, _ in self.calls if i == cid]
+
+
+def at(seconds: float) -> datetime:
+    """The wall-clock time ``seconds`` after START."""
+    return START + timedelta(seconds=seconds)
+
+
+class Events:
+    """Collects on_expire and on_warning calls of the lifecycle tests, from any thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.expired: list[tuple[str, ExpiryReason]] = []
+        self.expired_states: list[Any] = []
+        self.warned: list[Any] = []
+
+    def on_expire(self, state: ConversationState, reason: ExpiryReason) -> None:
+        with self.lock:
+            self.expired.append((state.id, reason))
+            self.expired_states.append(state)
+
+    def on_warning(self, state: ConversationState) -> None:
+        with self.lock:
+            self.warned.append(state)
+
+    @property
+    def warned_ids(self) -> list[str]:
+        return [s.id for s in self.warned]

@@ -8,74 +8,15 @@ test_lifecycle_validation.py, callbacks and the background thread in test_lifecy
 
 from __future__ import annotations
 
-import threading
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
+from support import at
 
 from conversation_expiry import (
     ConversationExpiredError,
-    ConversationExpiryManager,
     ExpiryReason,
-    ManualClock,
 )
-
-START = datetime(2024, 1, 1, tzinfo=timezone.utc)
-
-
-def at(seconds: float) -> datetime:
-    return START + timedelta(seconds=seconds)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.expired: list[tuple[str, ExpiryReason]] = []
-        self.expired_states: list = []
-        self.warned: list = []
-
-    def on_expire(self, state, reason) -> None:
-        with self.lock:
-            self.expired.append((state.id, reason))
-            self.expired_states.append(state)
-
-    def on_warning(self, state) -> None:
-        with self.lock:
-            self.warned.append(state)
-
-    @property
-    def warned_ids(self) -> list[str]:
-        return [s.id for s in self.warned]
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(START)
-
-
-@pytest.fixture
-def rec() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-def make(clock, rec):
-    made: list[ConversationExpiryManager] = []
-
-    def factory(ttl=10, **kwargs) -> ConversationExpiryManager:
-        kwargs.setdefault("clock", clock)
-        kwargs.setdefault("autostart", False)
-        kwargs.setdefault("on_expire", rec.on_expire)
-        if "warning_before" in kwargs:
-            kwargs.setdefault("on_warning", rec.on_warning)
-        m = ConversationExpiryManager(ttl, 60, **kwargs)
-        made.append(m)
-        return m
-
-    yield factory
-    for m in made:
-        m.stop(timeout=5)
-
 
 # -- per-conversation TTL -----------------------------------------------------------------------
 
