@@ -27,7 +27,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.util._once import Once
 
-import conversation_expiry._telemetry as telemetry_module
+import conversation_expiry._metrics as metrics_module
 from conversation_expiry import (
     ConversationExpiredError,
     ConversationExpiryManager,
@@ -181,8 +181,8 @@ def test_names_units_and_kinds_follow_the_table(
         "ObservableUpDownCounter": (Sum, False),
         "Histogram": (Histogram, None),
     }
-    assert len(telemetry_module.METRICS) == 6
-    for name, instrument, unit, description, attributes in telemetry_module.METRICS:
+    assert len(metrics_module.METRICS) == 6
+    for name, instrument, unit, description, attributes in metrics_module.METRICS:
         metric = found[name]
         assert metric.unit == unit
         assert metric.description == description
@@ -208,8 +208,8 @@ def test_histograms_use_second_buckets(
     found = collect(reader)
     [lag] = points(found[LAG]).values()
     [sweep] = points(found[SWEEP]).values()
-    assert tuple(lag.explicit_bounds) == telemetry_module._LAG_BUCKETS
-    assert tuple(sweep.explicit_bounds) == telemetry_module._SWEEP_BUCKETS
+    assert tuple(lag.explicit_bounds) == metrics_module._LAG_BUCKETS
+    assert tuple(sweep.explicit_bounds) == metrics_module._SWEEP_BUCKETS
     assert lag.sum == pytest.approx(1.0)
 
 
@@ -316,7 +316,7 @@ def test_a_global_provider_set_later_is_noticed_by_the_cleanup_thread(
     monkeypatch.setattr(internal, "_METER_PROVIDER", None)
     monkeypatch.setattr(internal, "_METER_PROVIDER_SET_ONCE", Once())
     monkeypatch.setattr(internal, "_PROXY_METER_PROVIDER", _ProxyMeterProvider())
-    monkeypatch.setattr(telemetry_module, "_GLOBAL_INSTRUMENTS", {})
+    monkeypatch.setattr(metrics_module, "_GLOBAL_INSTRUMENTS", {})
     monkeypatch.delenv("OTEL_PYTHON_METER_PROVIDER", raising=False)
     expired = threading.Event()
     m = ConversationExpiryManager(
