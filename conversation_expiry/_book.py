@@ -178,8 +178,8 @@ class Book:
         append = states.append
         e = ring.next
         n = 0
-        while e is not ring and n < limit:
-            last = e.last
+        while n < limit:
+            last = e.last  # the sentinel's is +inf: the walk stops there by itself
             if now <= last + ttl:
                 break
             cid = e.cid
