@@ -227,3 +227,12 @@ def test_wall_offset_survives_pickling() -> None:
     offset = WallOffset(FROZEN, 12.5)
     copy = pickle.loads(pickle.dumps(offset))
     assert (copy, copy.base, copy.mono) == (offset, FROZEN, 12.5)
+
+
+def test_system_clock_does_not_move_an_auto_ticking_freeze() -> None:
+    clock = SystemClock()
+    with freeze_time(FROZEN, auto_tick_seconds=5):
+        first = clock.monotonic()
+        assert clock.monotonic() == first  # the library's reads leave the test's time alone
+        assert datetime.now(timezone.utc) == FROZEN  # the test's own first read
+        assert clock.monotonic() == first + 5  # ...which ticked
