@@ -92,6 +92,9 @@ class MemoryStore(Book):
     def is_live(self, cid: str, now: float) -> bool:
         handle = self._guard.acquire_read()
         try:
+            if self._plain and not self._ttl_of:  # is_expired on the request path: inlined
+                e = self._entries.get(cid)
+                return e is not None and now <= e.last + self._ttl
             return self._is_live(cid, now)
         finally:
             handle.release()
