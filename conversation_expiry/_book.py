@@ -14,7 +14,8 @@ caller (``MemoryStore``) to hold the right side of the lock.
 
 from __future__ import annotations
 
-from itertools import islice
+import math
+from itertools import count, islice
 
 from ._errors import ConversationExpiredError, ConversationNotFoundError
 from ._rings import Entry, Queue, append, unlink
@@ -36,6 +37,10 @@ class Book:
         self._ttl_of: dict[str, float] = {}
         self._warned: set[str] = set()
         self._cleanups: dict[str, list[Cleanup]] = {}
+        # While some conversations have their own TTL, the queues' heads are compared at
+        # capacity; activity is stamped so that equal clock readings still order them.
+        self._seq: dict[str, int] = {}
+        self._ticks = count()
         self.configure(Policy(ttl=3600.0))
 
     def configure(self, policy: Policy) -> None:
@@ -86,6 +91,9 @@ class Book:
         del self._entries[cid]
         if self._ttl_of:
             self._ttl_of.pop(cid, None)
+            self._seq.pop(cid, None)
+            if not self._ttl_of:
+                self._seq.clear()
         if self._warned:
             self._warned.discard(cid)
         if self._cleanups:
@@ -107,6 +115,8 @@ class Book:
             e.last = now
         unlink(e)
         append((self._default if ttl == self._ttl else self._queue(ttl)).fresh, e)
+        if self._ttl_of:
+            self._seq[e.cid] = next(self._ticks)
         # A warning stands until activity moves the deadline out of the warning window (with
         # max_age it may not); a still-warned entry is moved to its warned list by the next sweep.
         if self._warned and e.cid in self._warned:
@@ -118,6 +128,8 @@ class Book:
         """Whom to remove at capacity: one already past due if any, else the least recently
         active. Past-due ones are at the heads of the queues or, for max_age, first created."""
         oldest: Entry | None = None
+        oldest_key = (math.inf, 0)
+        seq = self._seq
         for q in self._queues.values():
             for ring in (q.warned, q.fresh):
                 head = ring.next
@@ -125,8 +137,9 @@ class Book:
                     continue
                 if now > self._deadline(head, q.ttl):
                     return head, self._reason(head, q.ttl)
-                if oldest is None or head.last < oldest.last:
-                    oldest = head
+                key = (head.last, seq.get(head.cid, -1))  # unstamped: active before any stamp
+                if key < oldest_key:
+                    oldest, oldest_key = head, key
         if self._max_age is not None:
             first = next(iter(self._entries.values()))
             if now > first.created + self._max_age:
@@ -158,15 +171,17 @@ class Book:
         effective = self._ttl if ttl is None else ttl
         if effective != self._ttl:
             self._ttl_of[cid] = effective
+        if self._ttl_of:
+            self._seq[cid] = next(self._ticks)
         append((self._default if effective == self._ttl else self._queue(effective)).fresh, e)
         self._entries[cid] = e
         return self._state(e, effective, offset), True
 
     def _set_ttl(self, cid: str, ttl: float) -> None:
-        if ttl == self._ttl:
-            self._ttl_of.pop(cid, None)
-        else:
+        if ttl != self._ttl:
             self._ttl_of[cid] = ttl
+        elif self._ttl_of.pop(cid, None) is not None and not self._ttl_of:
+            self._seq.clear()
 
     def _collect_plain(self, now: float, offset: float, limit: int) -> Removed:
         # One TTL, no max_age, no warnings: the expired entries are a prefix of the ring. This

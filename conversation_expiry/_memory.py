@@ -51,7 +51,7 @@ class MemoryStore(Book):
             e = self._entries.get(cid)
             if e is None:
                 raise ConversationNotFoundError(cid)
-            if not self._plain or (self._ttl_of and cid in self._ttl_of):
+            if not self._plain or self._ttl_of:  # (activity is stamped then: see Book)
                 ttl = self._ttl_for(cid)
                 if now > self._deadline(e, ttl):
                     raise ConversationExpiredError(cid)

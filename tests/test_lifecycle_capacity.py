@@ -192,11 +192,6 @@ def test_ties_in_time_are_broken_by_the_order_of_activity(make, events):
     assert events == [("b", EVICTED)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limitation (README, capacity): conversations of different TTLs last active "
-    "at the same clock reading are tied; the tie is broken by TTL queue, not by call order",
-)
 def test_ties_in_time_are_broken_by_the_order_of_activity_across_ttls(make, events):
     m = make(max_conversations=3)
     m.register_conversation("a", ttl=5)  # all at the same clock reading: a is the least recent

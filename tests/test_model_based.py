@@ -341,11 +341,6 @@ TestMixedCapacity = MixedCapacityMachine.TestCase
 TestMixedCapacity.settings = SETTINGS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limitation (README, capacity): conversations of different TTLs last active "
-    "at the same clock reading are tied; the tie is broken by TTL queue, not by call order",
-)
 def test_capacity_strict_model():
     run_state_machine_as_test(
         MixedCapacityStrictMachine,
