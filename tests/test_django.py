@@ -503,3 +503,13 @@ def test_example_project_serves_the_chat_endpoint() -> None:
     )
     results = [line.split()[1] for line in done.stdout.splitlines() if line.startswith("result ")]
     assert results == ["1", "2", "400"]
+
+
+def test_installed_apps_may_name_the_package_instead_of_the_class() -> None:
+    from django.apps import AppConfig
+
+    from conversation_expiry.django import ConversationExpiryConfig
+
+    config = AppConfig.create("conversation_expiry.django")
+    assert isinstance(config, ConversationExpiryConfig)
+    assert config.label == "conversation_expiry"

@@ -1,8 +1,8 @@
 """Django integration: an app config, a middleware and the ``conversation_expired`` signal.
 
-Add ``"conversation_expiry.django.ConversationExpiryConfig"`` to ``INSTALLED_APPS`` (the class
-path: this module is not a package, so Django would not find the config from the module path)
-and ``"conversation_expiry.django.ConversationExpiryMiddleware"`` to ``MIDDLEWARE``; options come
+Add ``"conversation_expiry.django"`` (or the class path
+``"conversation_expiry.django.ConversationExpiryConfig"``) to ``INSTALLED_APPS`` and
+``"conversation_expiry.django.ConversationExpiryMiddleware"`` to ``MIDDLEWARE``; options come
 from the ``CONVERSATION_EXPIRY`` settings dict. The manager is one per process: each worker
 process of a multi-process server holds its own conversations.
 """
@@ -21,8 +21,8 @@ from django.db import close_old_connections  # type: ignore[import-untyped]
 from django.dispatch import Signal  # type: ignore[import-untyped]
 from django.http import HttpResponseBadRequest  # type: ignore[import-untyped]
 
-from . import ConversationExpiryManager, ConversationState, ExpiryReason
-from ._web import InvalidConversationId, Runtime, shown
+from .. import ConversationExpiryManager, ConversationState, ExpiryReason
+from .._web import InvalidConversationId, Runtime, shown
 
 __all__ = [
     "ConversationExpiryConfig",
