@@ -11,8 +11,7 @@ DATABASES: dict[str, object] = {}
 ROOT_URLCONF = "chatsite.urls"
 
 INSTALLED_APPS = [
-    # The class path: conversation_expiry.django is a module, not an app package.
-    "conversation_expiry.django.ConversationExpiryConfig",
+    "conversation_expiry.django",
     "chat",
 ]
 MIDDLEWARE = ["conversation_expiry.django.ConversationExpiryMiddleware"]
