@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -53,3 +54,22 @@ class Events:
     @property
     def warned_ids(self) -> list[str]:
         return [s.id for s in self.warned]
+
+
+def run_bounded(fn: Callable[[], Any], timeout: float = WAIT) -> Any:
+    """Call ``fn`` on a helper thread; fail (instead of hanging) if it does not return in time."""
+    out: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            out["value"] = fn()
+        except BaseException as exc:  # re-raised in the test thread
+            out["error"] = exc
+
+    t = threading.Thread(target=target, name="bounded-call", daemon=True)
+    t.start()
+    t.join(timeout)
+    assert not t.is_alive(), f"call did not return within {timeout}s: deadlock?"
+    if "error" in out:
+        raise out["error"]
+    return out.get("value")

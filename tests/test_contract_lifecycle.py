@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
 
 import pytest
-from support import TTL, WAIT
+from support import TTL, WAIT, run_bounded
 
 from conversation_expiry import (
     ConversationExpiryManager,
@@ -26,22 +24,6 @@ def new_threads(before: set[threading.Thread]) -> list[threading.Thread]:
     return [t for t in set(threading.enumerate()) - before if t.is_alive()]
 
 
-def run_bounded(fn: Callable[[], Any], timeout: float = WAIT) -> Any:
-    out: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            out["value"] = fn()
-        except BaseException as exc:
-            out["error"] = exc
-
-    t = threading.Thread(target=target, name="bounded-call", daemon=True)
-    t.start()
-    t.join(timeout)
-    assert not t.is_alive(), f"call did not return within {timeout}s: deadlock?"
-    if "error" in out:
-        raise out["error"]
-    return out.get("value")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from support import TTL, WAIT
+from support import TTL, WAIT, run_bounded
 
 from conversation_expiry import (
     ConversationExpiryManager,
@@ -33,23 +33,6 @@ def start_manager(make: Callable[..., ConversationExpiryManager], *args: Any, **
     return m, new[0]
 
 
-def run_bounded(fn: Callable[[], Any], timeout: float = WAIT) -> Any:
-    """Run fn in a helper thread; fail (instead of hanging) if it does not return in time."""
-    out: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            out["value"] = fn()
-        except BaseException as exc:  # re-raised in the test thread
-            out["error"] = exc
-
-    t = threading.Thread(target=target, name="bounded-call", daemon=True)
-    t.start()
-    t.join(timeout)
-    assert not t.is_alive(), f"call did not return within {timeout}s: deadlock?"
-    if "error" in out:
-        raise out["error"]
-    return out.get("value")
 
 
 # ---------------------------------------------------------------------------------------------
