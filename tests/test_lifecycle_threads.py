@@ -90,12 +90,12 @@ def test_a_raising_warning_callback_is_logged_and_the_sweep_goes_on(clock, manag
 
 
 def test_a_raising_warning_callback_does_not_kill_the_thread(clock, managers, caplog):
+    first = threading.Event()
     seen = threading.Event()
     expired = threading.Event()
 
     def on_warning(state):
-        if state.id == "second":
-            seen.set()
+        (seen if state.id == "second" else first).set()
         raise ValueError(f"boom for {state.id}")
 
     m = ConversationExpiryManager(
@@ -110,7 +110,7 @@ def test_a_raising_warning_callback_does_not_kill_the_thread(clock, managers, ca
     with caplog.at_level(logging.ERROR, logger="conversation_expiry"):
         m.register_conversation("first")
         clock.advance(7)
-        time.sleep(0.05)
+        assert first.wait(WAIT)  # the thread has met the first fault
         m.register_conversation("second")
         clock.advance(7)
         assert seen.wait(WAIT), "the thread stopped delivering warnings after a fault"
