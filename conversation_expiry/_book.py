@@ -20,7 +20,7 @@ from itertools import count, islice
 from ._errors import ConversationExpiredError, ConversationNotFoundError
 from ._rings import Entry, Queue, append, unlink
 from ._state import ConversationState, ExpiryReason
-from ._store import Cleanup, Policy, Removed
+from ._store import Cleanup, Policy, Removed, new_state
 
 __all__ = ["Book"]
 
@@ -78,10 +78,7 @@ class Book:
         self, e: Entry, ttl: float, offset: float, active: bool = True
     ) -> ConversationState:
         warned = bool(self._warned) and e.cid in self._warned
-        return _tuple_new(
-            ConversationState,
-            (e.cid, e.created, e.last, self._deadline(e, ttl), active, warned, offset),
-        )
+        return new_state(e.cid, e.created, e.last, self._deadline(e, ttl), active, warned, offset)
 
     def _remove(self, e: Entry, reason: ExpiryReason, offset: float, out: Removed) -> None:
         cid = e.cid

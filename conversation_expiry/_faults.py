@@ -57,7 +57,6 @@ class FaultLog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._windows: dict[_Key, _Window] = {}
-        self.failures = 0
 
     def report(self, what: str, fn: Callable[..., Any], cid: str, exc: BaseException) -> None:
         """Record that ``fn`` (an ``on_expire``, cleanup or ``on_warning``) raised for ``cid``."""
@@ -66,7 +65,6 @@ class FaultLog:
         summary: tuple[int, str] | None = None
         exhausted = False
         with self._lock:
-            self.failures += 1
             window = self._windows.get(key)
             if window is None:
                 window = self._windows[key] = _Window(now, _BURST)
