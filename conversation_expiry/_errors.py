@@ -6,6 +6,7 @@ __all__ = [
     "ConversationExpiredError",
     "ConversationExpiryError",
     "ConversationNotFoundError",
+    "StoreUnavailableError",
 ]
 
 
@@ -33,3 +34,11 @@ class ConversationExpiredError(ConversationNotFoundError):
             conversation_id,
             f"conversation_id {conversation_id!r} has expired; register it again to start afresh",
         )
+
+
+class StoreUnavailableError(ConversationExpiryError):
+    """A shared store could not be reached; the client's error is the ``__cause__``.
+
+    Nothing the call was asked to do is reported as done: it may or may not have taken effect
+    (a reply lost on the way back), which every store operation is written to tolerate.
+    """

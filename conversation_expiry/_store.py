@@ -1,35 +1,65 @@
 """The storage seam: what a conversation store must do for the manager.
 
-The manager owns validation, clocks, callbacks, telemetry and the cleanup thread; a store owns the
-conversations and the lock that guards them. Every method that changes something does so
-atomically, so a conversation leaves exactly once whoever removes it. Times are readings of the
-manager's clock: ``now`` is ``Clock.monotonic()``, ``offset`` is ``Clock.wall_offset()``; a store
-never reads a clock itself, which is what lets tests drive any store with plain numbers.
+The manager owns validation, callbacks, telemetry, the cleanup thread and the cleanup callables
+attached in this process; a store owns the conversations, their deadlines and its own time base.
+The in-memory store reads the manager's clock; a shared store (Redis) reads its server's clock
+unless the manager was given a clock that is not a :class:`SystemClock`, which then drives it.
+
+Every method that changes something does so atomically and decides on one reading of the store's
+time that is never older than one it already acted on. Conversations leave in two steps: a call
+*claims* them (they are gone for every other caller from then on) and returns a
+:class:`Departures`; once the manager has run what must run for them it calls :meth:`ack`. A
+claim that is never acknowledged (its process died) is taken over by another process after the
+store's lease; the in-memory store's claim is final at once and its ``ack`` does nothing.
+
+Times in snapshots and ``Departures.now`` are in the store's reading units: a state's fields
+``(created, last, expires)`` plus its offset give POSIX seconds (see ``ConversationState``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from ._state import ConversationState, ExpiryReason
 
-__all__ = ["Cleanup", "ConversationStore", "Policy", "Removed", "new_state"]
+if TYPE_CHECKING:
+    from ._clock import Clock
+
+__all__ = [
+    "Cleanup",
+    "ConversationStore",
+    "Departures",
+    "Policy",
+    "Sweep",
+    "new_state",
+]
 
 Cleanup = Callable[[], object]
 
 
-class Removed(NamedTuple):
-    """Conversations that left the store in one call, and what must now run for them.
+class Departures(NamedTuple):
+    """Conversations claimed by one call, and what the manager needs to finish them.
 
-    One object per call, not per conversation: a sweep removes many, and a tuple each would be a
+    One object per call, not per conversation: a sweep claims many, and a tuple each would be a
     sizeable part of its cost.
     """
 
     states: list[ConversationState]  # as they were when they left, ``active=False``
     reasons: list[ExpiryReason]  # parallel to ``states``
-    cleanups: dict[str, list[Cleanup]]  # by id, in the order attached; absent if none
+    tokens: dict[str, int]  # id -> incarnation, for those some process attached cleanups to
+    now: float  # the store's reading when they left
+    claim: Any = None  # what ``ack`` needs; None when there is nothing to acknowledge
+
+
+class Sweep(NamedTuple):
+    """What one :meth:`ConversationStore.claim` call found."""
+
+    departures: Departures  # past-due conversations claimed, at most ``limit``
+    warned: list[ConversationState]  # conversations that entered their warning window
+    more: bool  # whether another call may find more work now
+    next_warning_in: float | None  # seconds until the next warning falls due, if any is known
 
 
 _tuple_new = tuple.__new__
@@ -43,9 +73,19 @@ def new_state(
     active: bool,
     warned: bool,
     offset: float,
+    metadata: str | None = None,
 ) -> ConversationState:
-    """A snapshot from a store's monotonic readings; no checks (stores call it a lot)."""
-    return _tuple_new(ConversationState, (cid, created, last, expires, active, warned, offset))
+    """A snapshot from a store's readings; no checks (stores call it a lot).
+
+    ``metadata`` is the compact JSON text of the conversation's metadata, or None.
+    """
+    return _tuple_new(
+        ConversationState, (cid, created, last, expires, active, warned, offset, metadata)
+    )
+
+
+def no_departures(now: float) -> Departures:
+    return Departures([], [], {}, now)
 
 
 @dataclass(frozen=True)
@@ -59,59 +99,78 @@ class Policy:
 
 
 class ConversationStore(Protocol):
-    """Conversations and their deadlines, safe to call from many threads."""
+    """Conversations and their deadlines, safe to call from many threads.
 
-    def configure(self, policy: Policy) -> None:
-        """Adopt the manager's policy; called once, before any other method."""
+    ``shared`` is True for a store that other processes see too: the manager then never removes
+    conversations at ``stop()`` and asks :meth:`left_elsewhere` about those it holds cleanups for.
+    """
+
+    shared: bool
+
+    def bind(self, policy: Policy, clock: Clock) -> None:
+        """Adopt the manager's policy and clock; called once, before any other method.
+
+        A store is bound to one manager: binding it again raises ``RuntimeError``.
+        """
 
     def register(
-        self, cid: str, now: float, offset: float, ttl: float | None
-    ) -> tuple[ConversationState, Removed]:
+        self, cid: str, ttl: float | None, metadata: str | None
+    ) -> tuple[ConversationState, Departures]:
         """Start ``cid``, or count as activity if it is live (keeping its created time and
-        cleanups; a ``ttl`` given replaces its TTL). A past-deadline ``cid`` is removed and
-        started afresh. Returns its state and whatever left to make room."""
+        incarnation; a ``ttl`` given replaces its TTL, ``metadata`` given replaces its
+        metadata). A past-due ``cid`` is claimed and started afresh. Returns its state and
+        whatever was claimed (the old incarnation, conversations evicted to make room)."""
 
-    def ensure(
-        self, cid: str, now: float, offset: float, extend: bool
-    ) -> tuple[ConversationState, bool, Removed]:
+    def ensure(self, cid: str, extend: bool) -> tuple[ConversationState, bool, Departures]:
         """Touch ``cid`` if it is live (sliding its deadline if ``extend``), else start it
-        afresh, in one atomic step; returns its state, whether it started, what left."""
+        afresh, in one atomic step; returns its state, whether it started, what was claimed."""
 
-    def touch(self, cid: str, now: float, offset: float, extend: bool) -> ConversationState:
+    def touch(self, cid: str, extend: bool) -> ConversationState:
         """Slide the deadline of a live ``cid`` if ``extend``; raise
         ``ConversationNotFoundError`` if unknown, ``ConversationExpiredError`` if past due."""
 
-    def get(self, cid: str, now: float, offset: float) -> ConversationState | None:
+    def get(self, cid: str) -> ConversationState | None:
         """The state of a live ``cid``, else None."""
 
-    def is_live(self, cid: str, now: float) -> bool:
+    def is_live(self, cid: str) -> bool:
         """Whether ``cid`` is known and not past its deadline."""
 
-    def count(self, now: float) -> int:
-        """How many conversations are live (not past their deadline)."""
+    def count(self) -> int:
+        """How many conversations are live (not past their deadline); O(1) or O(log n)."""
 
-    def add_cleanup(self, cid: str, now: float, fn: Cleanup) -> None:
-        """Attach ``fn`` to a live ``cid``, raising like :meth:`touch` otherwise."""
+    def hold(self, cid: str) -> int:
+        """Note that this process attaches cleanups to the live ``cid``; returns its incarnation.
 
-    def end(self, cid: str, now: float, offset: float) -> Removed:
-        """Remove ``cid`` now: reason ENDED if it was live, its expiry reason if it was past
-        due; nothing if unknown."""
+        Raises like :meth:`touch` if it is not live. The incarnation is unique to this start of
+        ``cid``: an id registered again (here or elsewhere) has another one, so cleanups held
+        for the old one never run for the new one. Departures of a held conversation carry it in
+        ``tokens``.
+        """
 
-    def collect(
-        self, now: float, offset: float, limit: int
-    ) -> tuple[Removed, list[ConversationState], bool]:
-        """Remove up to ``limit`` past-due conversations and mark those entering their warning
-        window; returns (removed, newly warned, whether more work remains)."""
+    def end(self, cid: str) -> Departures:
+        """Claim ``cid`` now: reason ENDED if it was live, its expiry reason if it was past due;
+        nothing if unknown or already claimed."""
 
-    def drain(self, now: float, offset: float, limit: int) -> Removed:
-        """Remove up to ``limit`` conversations, live or not (shutdown)."""
+    def claim(self, limit: int) -> Sweep:
+        """Claim up to ``limit`` past-due conversations and mark those entering their warning
+        window. A claim whose process stopped acknowledging for longer than the lease is taken
+        over here too (its states keep their reason)."""
 
-    def contended(self) -> bool:
-        """Whether a request thread had to wait for the lock since the last call; a sweep
-        between batches then lets it in (a store without a local lock answers False)."""
+    def ack(self, departures: Departures) -> None:
+        """The manager ran what it had to for ``departures``; forget them for good.
 
-    def next_warning_at(self) -> float | None:
-        """When the next warning falls due, if warnings are configured."""
+        Safe to call twice; an acknowledgement that comes after the claim was taken over has no
+        effect (and is counted by the store).
+        """
 
-    def reinit_after_fork(self) -> None:
-        """Make the store usable in a forked child (fresh locks, data kept)."""
+    def drain(self, limit: int) -> Departures:
+        """Claim up to ``limit`` conversations, live or not (reason SHUTDOWN for live ones) at
+        shutdown; a shared store claims nothing (other processes still serve them)."""
+
+    def left_elsewhere(self) -> list[tuple[str, int, ExpiryReason]]:
+        """(id, incarnation, reason) of held conversations that another process finished since
+        the last call; an unshared store returns []."""
+
+    def close(self) -> None:
+        """Release what the store holds (threads, connections); the manager's ``stop`` calls it
+        only for stores it made itself."""

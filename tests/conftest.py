@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+
+pytest_plugins = ["redis_servers"]
 from support import START, TTL, WAIT, Events, Recorder
 
 from conversation_expiry import ConversationExpiryManager, ManualClock
