@@ -9,28 +9,33 @@ from __future__ import annotations
 
 from ._clock import Clock, ManualClock, SystemClock
 from ._errors import (
+    ClockError,
     ConversationExpiredError,
     ConversationExpiryError,
     ConversationNotFoundError,
+    StoreUnavailableError,
 )
 from ._manager import ConversationExpiryManager
 from ._memory import MemoryStore
 from ._state import ConversationState, ExpiryReason
-from ._store import ConversationStore, Policy, Removed, new_state
+from ._store import ConversationStore, Departures, Policy, Sweep, new_state
 
 __all__ = [
     "Clock",
+    "ClockError",
     "ConversationExpiredError",
     "ConversationExpiryError",
     "ConversationExpiryManager",
     "ConversationNotFoundError",
     "ConversationState",
     "ConversationStore",
+    "Departures",
     "ExpiryReason",
     "ManualClock",
     "MemoryStore",
     "Policy",
-    "Removed",
+    "StoreUnavailableError",
+    "Sweep",
     "SystemClock",
     "new_state",
 ]

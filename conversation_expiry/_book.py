@@ -7,9 +7,10 @@ costing what expires, not what lives. With warnings configured a queue has a sec
 entries already warned, so a sweep never walks them again. ``max_age`` deadlines follow creation
 order, which is the id map's own insertion order.
 
-Rarely used fields (custom TTLs, warnings, cleanups) live in side maps keyed by id, which keeps
-an entry at five slots: the memory target is per conversation. Every method here expects the
-caller (``MemoryStore``) to hold the right side of the lock.
+Rarely used fields (custom TTLs, warnings, metadata, the incarnation of a conversation that has
+cleanups) live in side maps keyed by id, which keeps an entry at five slots: the memory target is
+per conversation. Every method here expects the caller (``MemoryStore``) to hold the lock, and
+to pass store time that never runs backwards (the rings' order and the tallies rely on it).
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ from itertools import count, islice
 from ._errors import ConversationExpiredError, ConversationNotFoundError
 from ._rings import Entry, Queue, append, unlink
 from ._state import ConversationState, ExpiryReason
-from ._store import Cleanup, Policy, Removed, new_state
+from ._store import Departures, Policy, new_state
 
 __all__ = ["Book"]
 
 _tuple_new = tuple.__new__
 _EXPIRED = ExpiryReason.EXPIRED
 _MAX_AGE = ExpiryReason.MAX_AGE
+# Incarnations of held conversations, unique across every store of the process.
+_incarnations = count(1)
 
 
 class Book:
@@ -36,7 +39,8 @@ class Book:
         self._entries: dict[str, Entry] = {}
         self._ttl_of: dict[str, float] = {}
         self._warned: set[str] = set()
-        self._cleanups: dict[str, list[Cleanup]] = {}
+        self._held: dict[str, int] = {}  # id -> incarnation, for those with cleanups
+        self._meta: dict[str, str] = {}  # id -> metadata JSON
         # While some conversations have their own TTL, the queues' heads are compared at
         # capacity; activity is stamped so that equal clock readings still order them.
         self._seq: dict[str, int] = {}
@@ -77,13 +81,20 @@ class Book:
     def _state(
         self, e: Entry, ttl: float, offset: float, active: bool = True
     ) -> ConversationState:
-        warned = bool(self._warned) and e.cid in self._warned
-        return new_state(e.cid, e.created, e.last, self._deadline(e, ttl), active, warned, offset)
-
-    def _remove(self, e: Entry, reason: ExpiryReason, offset: float, out: Removed) -> None:
         cid = e.cid
-        out.states.append(self._state(e, self._ttl_for(cid), offset, active=False))
+        warned = bool(self._warned) and cid in self._warned
+        meta = self._meta.get(cid) if self._meta else None
+        return new_state(
+            cid, e.created, e.last, self._deadline(e, ttl), active, warned, offset, meta
+        )
+
+    def _remove(self, e: Entry, reason: ExpiryReason, offset: float, out: Departures) -> None:
+        cid = e.cid
+        ttl = self._ttl_for(cid)
+        out.states.append(self._state(e, ttl, offset, active=False))
         out.reasons.append(reason)
+        if out.now > e.last + ttl:  # counted as past due by its queue's tally, maybe
+            self._queue(ttl).dropped(e, out.now)
         unlink(e)
         del self._entries[cid]
         if self._ttl_of:
@@ -93,10 +104,12 @@ class Book:
                 self._seq.clear()
         if self._warned:
             self._warned.discard(cid)
-        if self._cleanups:
-            cleanups = self._cleanups.pop(cid, None)
-            if cleanups:
-                out.cleanups[cid] = cleanups
+        if self._meta:
+            self._meta.pop(cid, None)
+        if self._held:
+            token = self._held.pop(cid, None)
+            if token is not None:
+                out.tokens[cid] = token
 
     def _live(self, cid: str, now: float) -> tuple[Entry, float]:
         e = self._entries.get(cid)
@@ -145,7 +158,14 @@ class Book:
         return oldest, ExpiryReason.EVICTED
 
     def _start_or_touch(
-        self, cid: str, now: float, offset: float, ttl: float | None, extend: bool, out: Removed
+        self,
+        cid: str,
+        now: float,
+        offset: float,
+        ttl: float | None,
+        extend: bool,
+        out: Departures,
+        meta: str | None = None,
     ) -> tuple[ConversationState, bool]:
         e = self._entries.get(cid)
         if e is not None:
@@ -154,6 +174,8 @@ class Book:
                 if ttl is not None and ttl != old_ttl:
                     self._set_ttl(cid, ttl)
                     old_ttl = ttl
+                if meta is not None:
+                    self._set_meta(cid, meta)
                 if extend:
                     self._activity(e, old_ttl, now)
                 return self._state(e, old_ttl, offset), False
@@ -172,7 +194,15 @@ class Book:
             self._seq[cid] = next(self._ticks)
         append((self._default if effective == self._ttl else self._queue(effective)).fresh, e)
         self._entries[cid] = e
+        if meta is not None:
+            self._set_meta(cid, meta)
         return self._state(e, effective, offset), True
+
+    def _set_meta(self, cid: str, meta: str) -> None:
+        if meta == "{}":
+            self._meta.pop(cid, None)
+        else:
+            self._meta[cid] = meta
 
     def _set_ttl(self, cid: str, ttl: float) -> None:
         if ttl != self._ttl:
@@ -180,7 +210,7 @@ class Book:
         elif self._ttl_of.pop(cid, None) is not None and not self._ttl_of:
             self._seq.clear()
 
-    def _collect_plain(self, now: float, offset: float, limit: int) -> Removed:
+    def _collect_plain(self, now: float, offset: float, limit: int) -> Departures:
         # One TTL, no max_age, no warnings: the expired entries are a prefix of the ring. This
         # is most of a sweep's cost per conversation, so it is written out.
         ring = self._default.fresh
@@ -195,7 +225,7 @@ class Book:
             if now <= last + ttl:
                 break
             cid = e.cid
-            fields = (cid, e.created, last, last + ttl, False, False, offset)
+            fields = (cid, e.created, last, last + ttl, False, False, offset, None)
             append(_tuple_new(ConversationState, fields))
             del entries[cid]
             nxt = e.next
@@ -204,14 +234,23 @@ class Book:
             n += 1
         ring.next = e
         e.prev = ring
-        cleanups: dict[str, list[Cleanup]] = {}
-        if self._cleanups:
-            pop = self._cleanups.pop
-            for state in states:
-                fns = pop(state[0], None)
-                if fns:
-                    cleanups[state[0]] = fns
-        return Removed(states, [_EXPIRED] * n, cleanups)
+        self._default.fresh_tally.dropped_head(ring, n)
+        tokens: dict[str, int] = {}
+        if self._held or self._meta:
+            self._forget_side(states, tokens)
+        return Departures(states, [_EXPIRED] * n, tokens, now)
+
+    def _forget_side(self, states: list[ConversationState], tokens: dict[str, int]) -> None:
+        # The plain walk builds states without metadata; those that had some get it back here.
+        held, meta = self._held, self._meta
+        for i, state in enumerate(states):
+            cid = state[0]
+            token = held.pop(cid, None) if held else None
+            if token is not None:
+                tokens[cid] = token
+            text = meta.pop(cid, None) if meta else None
+            if text is not None:
+                states[i] = _tuple_new(ConversationState, (*state[:7], text))
 
     def _collect_warnings(
         self, now: float, offset: float, limit: int, out: list[ConversationState]
@@ -238,7 +277,6 @@ class Book:
                     self._warned.add(e.cid)
                     out.append(self._state(e, self._ttl_for(e.cid), offset))
 
-
     def _get(self, cid: str, now: float, offset: float) -> ConversationState | None:
         e = self._entries.get(cid)
         if e is None:
@@ -254,13 +292,9 @@ class Book:
 
     def _count(self, now: float) -> int:
         past = 0
-        for q in self._queues.values():
-            for ring in (q.warned, q.fresh):
-                e = ring.next
-                while e is not ring and now > e.last + q.ttl:  # TTL expiry only
-                    past += 1
-                    e = e.next
-        if self._max_age is not None:
+        for q in self._queues.values():  # TTL expiry, from the tallies: amortized O(1)
+            past += q.past(now)
+        if self._max_age is not None:  # (walks those capped by max_age: see the README)
             for e in self._entries.values():
                 if now <= e.created + self._max_age:
                     break
@@ -270,11 +304,11 @@ class Book:
 
     def _collect(
         self, now: float, offset: float, limit: int
-    ) -> tuple[Removed, list[ConversationState], bool]:
+    ) -> tuple[Departures, list[ConversationState], bool]:
         if self._plain and len(self._queues) == 1:
             removed = self._collect_plain(now, offset, limit)
             return removed, [], len(removed.states) >= limit
-        removed = Removed([], [], {})
+        removed = Departures([], [], {}, now)
         warned: list[ConversationState] = []
         for q in list(self._queues.values()):
             for ring in (q.warned, q.fresh):
@@ -300,8 +334,8 @@ class Book:
             self._collect_warnings(now, offset, limit - len(removed.states), warned)
         return removed, warned, len(removed.states) + len(warned) >= limit
 
-    def _drain(self, now: float, offset: float, limit: int) -> Removed:
-        removed = Removed([], [], {})
+    def _drain(self, now: float, offset: float, limit: int) -> Departures:
+        removed = Departures([], [], {}, now)
         for e in list(islice(self._entries.values(), limit)):
             ttl = self._ttl_for(e.cid)
             if now > self._deadline(e, ttl):
@@ -326,13 +360,22 @@ class Book:
                     break
         return due
 
-    def _end(self, cid: str, now: float, offset: float, out: Removed) -> None:
+    def _end(self, cid: str, now: float, offset: float, out: Departures) -> None:
         e = self._entries.get(cid)
         if e is not None:
             ttl = self._ttl_for(cid)
             reason = self._reason(e, ttl) if now > self._deadline(e, ttl) else ExpiryReason.ENDED
             self._remove(e, reason, offset, out)
 
-    def _add_cleanup(self, cid: str, now: float, fn: Cleanup) -> None:
+    def _hold(self, cid: str, now: float) -> int:
         self._live(cid, now)
-        self._cleanups.setdefault(cid, []).append(fn)
+        token = self._held.get(cid)
+        if token is None:
+            token = self._held[cid] = next(_incarnations)
+        return token
+
+    def _next_warning_in(self, now: float) -> float | None:
+        if self._warn is None:
+            return None
+        due = self._next_warning_at()
+        return None if due is None else max(0.0, due - now)

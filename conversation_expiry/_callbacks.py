@@ -1,13 +1,20 @@
-"""Running the user's callables for conversations that left, with their faults contained."""
+"""Running the user's callables for conversations that left, with their faults contained.
+
+Whatever a callable raises, the other callables of the batch still run: the conversations were
+already claimed, and a cleanup skipped now would never run. ``Exception`` and the other
+``BaseException`` subclasses (``asyncio.CancelledError``, ``GeneratorExit``, custom ones) are
+logged and the batch goes on; ``SystemExit`` and ``KeyboardInterrupt`` are logged too and, once
+the batch is done, raised again to the caller (the cleanup thread logs them and goes on).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._faults import FaultLog
 from ._state import ConversationState, ExpiryReason
-from ._store import Removed
+from ._store import Cleanup, Departures
 from ._telemetry import Telemetry
 
 __all__ = ["Callbacks", "OnExpire", "OnWarning"]
@@ -16,6 +23,7 @@ OnExpire = Callable[[ConversationState, ExpiryReason], object]
 OnWarning = Callable[[ConversationState], object]
 
 _EXPIRIES = (ExpiryReason.EXPIRED, ExpiryReason.MAX_AGE)
+_EXITS = (SystemExit, KeyboardInterrupt)
 
 
 class Callbacks:
@@ -32,43 +40,70 @@ class Callbacks:
         self._telemetry = telemetry
         self.faults = FaultLog()
 
-    def finish(self, removed: Removed, now: float) -> None:
-        """Run the cleanups (last attached first) and ``on_expire`` of each removed one."""
-        states, reasons, cleanups = removed
+    def finish(self, departures: Departures, cleanups: dict[str, list[Cleanup]]) -> None:
+        """Run the cleanups (last attached first) and ``on_expire`` of each departed one."""
+        states, reasons = departures.states, departures.reasons
         on_expire = self.on_expire
         telemetry = self._telemetry
+        exit_exc: BaseException | None = None
         if not (cleanups or telemetry.tracing or telemetry.measuring):
             # The common sweep: nothing but on_expire to call, per conversation, so written out.
             if on_expire is not None:
                 for state, reason in zip(states, reasons, strict=True):
                     try:
                         on_expire(state, reason)
-                    except Exception as exc:
+                    except BaseException as exc:
                         self._failed(None, "on_expire", on_expire, state[0], exc)
-            return
-        for state, reason in zip(states, reasons, strict=True):
-            cid = state[0]
-            with telemetry.cleanup_span(cid, reason) as scope:
-                for fn in reversed(cleanups.get(cid, ())):
-                    self._call(scope, "cleanup", fn, cid)
-                if on_expire is not None:
-                    self._call(scope, "on_expire", on_expire, cid, state, reason)
-            telemetry.removed(reason, now - state[3] if reason in _EXPIRIES else None)
+                        if isinstance(exc, _EXITS):
+                            exit_exc = exit_exc or exc
+        else:
+            now = departures.now
+            for state, reason in zip(states, reasons, strict=True):
+                cid = state[0]
+                with telemetry.cleanup_span(cid, reason) as scope:
+                    for fn in reversed(cleanups.get(cid, ())):
+                        exit_exc = self._call(scope, "cleanup", fn, cid) or exit_exc
+                    if on_expire is not None:
+                        exit_exc = (
+                            self._call(scope, "on_expire", on_expire, cid, state, reason)
+                            or exit_exc
+                        )
+                telemetry.removed(reason, now - state[3] if reason in _EXPIRIES else None)
+        if exit_exc is not None:
+            raise exit_exc
+
+    def finish_local(self, left: Iterable[tuple[str, ExpiryReason, list[Cleanup]]]) -> None:
+        """Run this process's cleanups of conversations that another process finished."""
+        exit_exc: BaseException | None = None
+        for cid, reason, fns in left:
+            with self._telemetry.cleanup_span(cid, reason) as scope:
+                for fn in reversed(fns):
+                    exit_exc = self._call(scope, "cleanup", fn, cid) or exit_exc
+        if exit_exc is not None:
+            raise exit_exc
 
     def warn(self, states: list[ConversationState]) -> None:
         on_warning = self.on_warning
+        exit_exc: BaseException | None = None
         if on_warning is not None:
             for state in states:
-                self._call(None, "on_warning", on_warning, state[0], state)
+                exit_exc = self._call(None, "on_warning", on_warning, state[0], state) or exit_exc
+        if exit_exc is not None:
+            raise exit_exc
 
-    def _call(self, scope: Any, what: str, fn: Callable[..., object], cid: str, *args: Any) -> None:
+    def _call(
+        self, scope: Any, what: str, fn: Callable[..., object], cid: str, *args: Any
+    ) -> BaseException | None:
+        """Call ``fn``; a fault is logged, and returned if it must reach the caller later."""
         try:
             fn(*args)
-        except Exception as exc:
+        except BaseException as exc:
             self._failed(scope, what, fn, cid, exc)
+            return exc if isinstance(exc, _EXITS) else None
+        return None
 
     def _failed(
-        self, scope: Any, what: str, fn: Callable[..., object], cid: str, exc: Exception
+        self, scope: Any, what: str, fn: Callable[..., object], cid: str, exc: BaseException
     ) -> None:
         self.faults.report(what, fn, cid, exc)
         self._telemetry.callback_failed(what, scope, exc)

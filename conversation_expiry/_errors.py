@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "ClockError",
     "ConversationExpiredError",
     "ConversationExpiryError",
     "ConversationNotFoundError",
@@ -42,3 +43,8 @@ class StoreUnavailableError(ConversationExpiryError):
     Nothing the call was asked to do is reported as done: it may or may not have taken effect
     (a reply lost on the way back), which every store operation is written to tolerate.
     """
+
+
+class ClockError(ConversationExpiryError, ValueError):
+    """A clock gave a reading that is not a finite number; the call that read it failed and
+    nothing changed."""

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from datetime import timedelta
 from operator import itemgetter
 from types import TracebackType
@@ -11,11 +13,11 @@ from typing import Any
 
 from . import _fork
 from ._callbacks import Callbacks, OnExpire, OnWarning
-from ._clock import Clock, SystemClock, reader
+from ._clock import Clock, SystemClock
 from ._memory import MemoryStore
 from ._settings import check_conversation_ttl, check_options, meaningful_predicate
-from ._state import ConversationState, ExpiryReason
-from ._store import ConversationStore
+from ._state import ConversationState, ExpiryReason, encode_metadata
+from ._store import Cleanup, ConversationStore, Departures
 from ._telemetry import Telemetry, rfc3339
 from ._validation import check_id, to_seconds
 from ._worker import CleanupThread
@@ -24,12 +26,29 @@ __all__ = ["ConversationExpiryManager"]
 
 Seconds = float | int | timedelta
 
-# Conversations removed per hold of the write lock in a sweep; about 0.3 ms of work, so a request
-# thread never waits long for the lock (benchmarks/sweep.py measures the longest wait).
+# Conversations claimed per store call in a sweep; about 0.3 ms of work under the memory store's
+# lock, so a request thread never waits long for it (benchmarks/sweep.py measures the longest
+# wait), and a Redis script well under a millisecond.
 SWEEP_BATCH = 256
-_YIELD_EVERY = 0.002
 
 _first = itemgetter(0)
+_STORE_METHODS = (
+    "bind", "register", "ensure", "touch", "get", "is_live", "count", "hold", "end", "claim",
+    "ack", "drain", "left_elsewhere",
+)
+
+
+def _check_store(store: object) -> ConversationStore:
+    missing = [name for name in _STORE_METHODS if not callable(getattr(store, name, None))]
+    if missing or isinstance(store, type):
+        what = ", ".join(missing) if missing else "it is a class"
+        raise TypeError(f"store must be a ConversationStore instance ({what}), got {store!r:.80}")
+    return store  # type: ignore[return-value]
+
+
+def _check_activity_type(activity_type: object) -> None:
+    if not isinstance(activity_type, str):
+        raise TypeError(f"activity_type must be a str, got {activity_type!r:.80}")
 
 
 class ConversationExpiryManager:
@@ -70,6 +89,7 @@ class ConversationExpiryManager:
             thread_name=thread_name,
         )
         self._meaningful = meaningful_predicate(meaningful_activities)
+        store_ = _check_store(store) if store is not None else MemoryStore()
         self._policy = policy
         self.ttl = policy.ttl
         self.cleanup_interval = interval
@@ -77,14 +97,21 @@ class ConversationExpiryManager:
         self.warning_before = policy.warning_before
         self.max_conversations = policy.max_conversations
         self._clock: Clock = clock if clock is not None else SystemClock()
-        self._now = self._clock.monotonic
-        self._reading = reader(self._clock)
-        self._store: ConversationStore = store if store is not None else MemoryStore()
-        self._store.configure(policy)
-        self._touch = self._store.touch
+        store_.bind(policy, self._clock)
+        self._store: ConversationStore = store_
+        self._owns_store = store is None
+        self._touch = store_.touch
+        # Cleanups attached in this process, by (id, incarnation). The lock spans a store's
+        # hold() and the append, so a departure claimed after hold() always finds the callable.
+        self._held: dict[tuple[str, int], list[Cleanup]] = {}
+        self._held_lock = threading.Lock()
         self._telemetry = Telemetry(self, tracer_provider, meter_provider)
         self._callbacks = Callbacks(on_expire, on_warning, self._telemetry)
         self._worker = CleanupThread(self._background_sweep, interval, thread_name)
+        # Store time up to which the cleanup thread's current wait is known to look after
+        # warnings; a registration whose warning falls due earlier wakes it.
+        self._covered_until = -math.inf
+        self._next_wait = interval
         _fork.track(self)
         if autostart:
             self.start()
@@ -92,26 +119,39 @@ class ConversationExpiryManager:
     # -- the request-path calls --------------------------------------------------------------
 
     def register_conversation(
-        self, conversation_id: str, *, ttl: Seconds | None = None
+        self,
+        conversation_id: str,
+        *,
+        ttl: Seconds | None = None,
+        metadata: Mapping[str, Any] | None = None,
     ) -> ConversationState:
         """Start tracking ``conversation_id`` (Go: ``RegisterConversation``).
 
-        A live id counts as activity and keeps its ``created_at`` and cleanups; an id past its
-        deadline is cleaned up (in this thread) and started afresh.
+        A live id counts as activity and keeps its ``created_at`` and cleanups (and its
+        metadata, unless ``metadata`` is given); an id past its deadline is cleaned up (in this
+        thread) and started afresh.
         """
         with self._telemetry.span("expiry_manager.register", _id_attr(conversation_id)) as span:
             cid = check_id(conversation_id)
             ttl_s = check_conversation_ttl(ttl, self._policy)
-            now, offset = self._reading()
-            state, removed = self._store.register(cid, now, offset, ttl_s)
+            meta = None if metadata is None else encode_metadata(metadata)
+            state, removed = self._store.register(cid, ttl_s, meta)
             if span is not None:
                 span.set_attribute("expires_at", rfc3339(state.expires_at))
         self._telemetry.registered()
-        if removed.states:
-            self._callbacks.finish(removed, now)
+        if removed.states or removed.claim is not None:
+            self._finish(removed)
         if self.warning_before is not None:
-            self._worker.wake()  # its warning may fall due before the thread's next wake-up
+            self._wake_for(state)
         return state
+
+    def _wake_for(self, state: ConversationState) -> None:
+        # Its warning may fall due before the thread's next wake-up; else the wait covers it.
+        assert self.warning_before is not None
+        if state[2] <= self._covered_until <= state[3] - self.warning_before:
+            return  # the thread wakes (by store time) before this warning is due
+        self._covered_until = -math.inf
+        self._worker.wake()
 
     def update_activity(
         self, conversation_id: str, activity_type: str = "message"
@@ -120,28 +160,14 @@ class ConversationExpiryManager:
 
         With ``meaningful_activities`` set, other activity types only check the conversation.
         """
-        if self._meaningful is not None:
-            extend = self._is_meaningful(activity_type)
-        elif activity_type.__class__ is str:
-            extend = True
-        else:
-            raise TypeError(f"activity_type must be a str, got {activity_type!r:.80}")
+        if activity_type.__class__ is not str:
+            _check_activity_type(activity_type)
+        extend = True if self._meaningful is None else bool(self._meaningful(activity_type))
         if self._telemetry.tracing:  # checks the id inside its span, so bad input is recorded
-            return self._telemetry.traced_update(self._update, conversation_id, extend)
+            return self._telemetry.traced_update(self._touch, conversation_id, extend)
         if type(conversation_id) is not str or not conversation_id:
             conversation_id = check_id(conversation_id)
-        now, offset = self._reading()
-        return self._touch(conversation_id, now, offset, extend)
-
-    def _is_meaningful(self, activity_type: object) -> bool:
-        if not isinstance(activity_type, str):
-            raise TypeError(f"activity_type must be a str, got {activity_type!r:.80}")
-        assert self._meaningful is not None
-        return bool(self._meaningful(activity_type))
-
-    def _update(self, cid: str, extend: bool) -> ConversationState:
-        now, offset = self._reading()
-        return self._touch(cid, now, offset, extend)
+        return self._touch(conversation_id, extend)
 
     def ensure_conversation(
         self, conversation_id: str, activity_type: str = "message"
@@ -153,59 +179,92 @@ class ConversationExpiryManager:
         """
         with self._telemetry.span("expiry_manager.ensure", _id_attr(conversation_id)) as span:
             cid = check_id(conversation_id)
-            extend = True if self._meaningful is None else self._is_meaningful(activity_type)
-            now, offset = self._reading()
-            state, fresh, removed = self._store.ensure(cid, now, offset, extend)
+            _check_activity_type(activity_type)
+            extend = True if self._meaningful is None else bool(self._meaningful(activity_type))
+            state, fresh, removed = self._store.ensure(cid, extend)
             if span is not None:
                 span.set_attribute("expires_at", rfc3339(state.expires_at))
                 span.set_attribute("started_fresh", fresh)
         if fresh:
             self._telemetry.registered()
             if self.warning_before is not None:
-                self._worker.wake()
-        if removed.states:
-            self._callbacks.finish(removed, now)
+                self._wake_for(state)
+        if removed.states or removed.claim is not None:
+            self._finish(removed)
         return state, fresh
 
     def is_expired(self, conversation_id: str) -> bool:
         """True when unknown or past its deadline, even before a sweep removed it."""
         if type(conversation_id) is not str or not conversation_id:
             conversation_id = check_id(conversation_id)
-        return not self._store.is_live(conversation_id, self._now())
+        return not self._store.is_live(conversation_id)
 
     def get(self, conversation_id: str) -> ConversationState | None:
         """Snapshot of a live conversation, else None."""
-        cid = check_id(conversation_id)
-        now, offset = self._reading()
-        return self._store.get(cid, now, offset)
+        return self._store.get(check_id(conversation_id))
 
     def end_conversation(self, conversation_id: str) -> bool:
         """Remove it now and run its cleanups (reason ENDED) here; False if it was not live."""
         with self._telemetry.span("expiry_manager.end", _id_attr(conversation_id)) as span:
             cid = check_id(conversation_id)
-            now, offset = self._reading()
-            removed = self._store.end(cid, now, offset)
+            removed = self._store.end(cid)
             ended = bool(removed.reasons) and removed.reasons[0] is ExpiryReason.ENDED
             if span is not None:
                 span.set_attribute("ended", ended)
-        if removed.states:
-            self._callbacks.finish(removed, now)
+        if removed.states or removed.claim is not None:
+            self._finish(removed)
         return ended
 
     def add_cleanup(self, conversation_id: str, fn: Callable[[], object]) -> None:
-        """Run ``fn()`` once when the conversation leaves, last attached first."""
+        """Run ``fn()`` once when the conversation leaves, last attached first.
+
+        The callable stays in this process: with a shared store it runs here, whichever
+        process the conversation leaves in.
+        """
         cid = check_id(conversation_id)
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r:.80}")
-        self._store.add_cleanup(cid, self._now(), fn)
+        with self._held_lock:
+            token = self._store.hold(cid)
+            self._held.setdefault((cid, token), []).append(fn)
 
     def __len__(self) -> int:
-        return self._store.count(self._now())
+        return self._store.count()
 
     def __contains__(self, conversation_id: object) -> bool:
         if not isinstance(conversation_id, str):
             return False  # the one call that answers a non-str instead of raising (API.md)
-        return self._store.is_live(check_id(conversation_id), self._now())
+        return self._store.is_live(check_id(conversation_id))
+
+    # -- finishing departures -------------------------------------------------------------------
+
+    def _finish(self, departures: Departures) -> None:
+        """Run what must run for claimed conversations, then acknowledge them to the store."""
+        try:
+            cleanups: dict[str, list[Cleanup]] = {}
+            if departures.tokens:  # some were held: take this process's callables
+                with self._held_lock:
+                    pop = self._held.pop
+                    for cid, token in departures.tokens.items():
+                        fns = pop((cid, token), None)
+                        if fns:
+                            cleanups[cid] = fns
+            self._callbacks.finish(departures, cleanups)
+        finally:
+            self._store.ack(departures)
+
+    def _finish_elsewhere(self) -> None:
+        """Run this process's cleanups of held conversations that left in another process."""
+        left = self._store.left_elsewhere()
+        if not left:
+            return
+        runs: list[tuple[str, ExpiryReason, list[Cleanup]]] = []
+        with self._held_lock:
+            for cid, token, reason in left:
+                fns = self._held.pop((cid, token), None)
+                if fns:
+                    runs.append((cid, reason, fns))
+        self._callbacks.finish_local(runs)
 
     # -- sweeping -----------------------------------------------------------------------------
 
@@ -215,27 +274,34 @@ class ConversationExpiryManager:
         Removes in batches of ``SWEEP_BATCH`` under the write lock and runs each batch's
         callables after releasing it, so request threads get in between batches.
         """
+        return self._sweep(stoppable=False)
+
+    def _sweep(self, *, stoppable: bool) -> list[str]:
         expired: list[str] = []
         store = self._store
-        started = yielded = time.perf_counter()
+        worker = self._worker
+        started = time.perf_counter()
         with self._telemetry.span("expiry_manager.cleanup") as span:
+            if self._held and store.shared:
+                self._finish_elsewhere()
             while True:
-                now, offset = self._reading()
-                removed, warned, more = store.collect(now, offset, SWEEP_BATCH)
-                expired.extend(map(_first, removed.states))  # a sweep removes only the expired
-                if removed.states:
-                    self._callbacks.finish(removed, now)
-                if warned:
-                    self._callbacks.warn(warned)
-                if not more:
+                sweep = store.claim(SWEEP_BATCH)
+                departures = sweep.departures
+                expired.extend(map(_first, departures.states))  # a sweep takes only the expired
+                if departures.states or departures.claim is not None:
+                    self._finish(departures)
+                if sweep.warned:
+                    self._callbacks.warn(sweep.warned)
+                # stop() returns within about one batch's callables: the rest wait for
+                # stop(cleanup_remaining=True) or the next process that sweeps.
+                if not sweep.more or (stoppable and worker.stopped):
                     break
-                # Releasing the lock between batches is not enough: CPython hands the GIL to a
-                # waiting thread only every 5 ms, and this one would retake the lock first. A
-                # sleep(0) lets waiters in; it costs ~0.1 ms, so it is spent when a request
-                # thread waited for the lock, or else every _YIELD_EVERY (readers, others).
-                if store.contended() or time.perf_counter() - yielded > _YIELD_EVERY:
-                    time.sleep(0)
-                    yielded = time.perf_counter()
+            if self.warning_before is not None:
+                wait = self.cleanup_interval
+                if sweep.next_warning_in is not None and sweep.next_warning_in < wait:
+                    wait = sweep.next_warning_in
+                self._next_wait = wait
+                self._covered_until = departures.now + wait
             remaining = len(self) if self._telemetry.wants_remaining(span) else -1
             self._telemetry.swept(span, len(expired), remaining, time.perf_counter() - started)
         return expired
@@ -244,11 +310,8 @@ class ConversationExpiryManager:
         """One run of the cleanup thread; returns how long it may sleep."""
         self._telemetry.refresh()
         with self._telemetry.detached():  # a root span, whatever context the thread inherited
-            self.cleanup_expired()
-        due = self._store.next_warning_at() if self.warning_before is not None else None
-        if due is None:
-            return self.cleanup_interval
-        return due - self._now()
+            self._sweep(stoppable=True)
+        return self._next_wait if self.warning_before is not None else self.cleanup_interval
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -266,14 +329,26 @@ class ConversationExpiryManager:
         if timeout is not None:
             to_seconds("timeout", timeout, allow_zero=True)
         self._worker.stop(timeout)
-        if cleanup_remaining:
-            while True:
-                now, offset = self._reading()
-                removed = self._store.drain(now, offset, SWEEP_BATCH)
-                if not removed.states:
-                    break
-                self._callbacks.finish(removed, now)
-        self._callbacks.faults.flush()
+        try:
+            if cleanup_remaining:
+                while True:
+                    removed = self._store.drain(SWEEP_BATCH)
+                    if not removed.states:
+                        break
+                    self._finish(removed)
+                self._release_held()
+        finally:
+            self._callbacks.faults.flush()
+            if self._owns_store:
+                self._store.close()
+
+    def _release_held(self) -> None:
+        """Run the cleanups this process still holds (SHUTDOWN): with a shared store, its
+        conversations stay for the other processes, but what this process holds is released."""
+        with self._held_lock:
+            held, self._held = self._held, {}
+        shutdown = ExpiryReason.SHUTDOWN
+        self._callbacks.finish_local([(cid, shutdown, fns) for (cid, _), fns in held.items()])
 
     @property
     def running(self) -> bool:
@@ -319,7 +394,10 @@ class ConversationExpiryManager:
         return hook(1.0) if hook is not None else None
 
     def _after_fork_in_child(self) -> None:
-        self._store.reinit_after_fork()
+        hook = getattr(self._store, "reinit_after_fork", None)
+        if hook is not None:
+            hook()
+        self._held_lock = threading.Lock()
         self._worker.reinit_after_fork()
 
 

@@ -1,57 +1,123 @@
 """The default store: conversations in this process's memory, behind a readerwriterlock lock.
 
-The bookkeeping is :class:`~conversation_expiry._book.Book`; this class adds the lock (``_rwlock``)
-and the protocol. ``touch`` is the request path, so it is written out here in full.
+The bookkeeping is :class:`~conversation_expiry._book.Book`; this class adds the lock (``_rwlock``),
+the store's time and the protocol. ``touch`` and ``is_live`` are the request path, so they are
+written out here in full (the reference versions are ``Book._live`` / ``Book._activity`` and
+``Book._is_live``; ``tests/test_store_contract.py`` runs both paths).
+
+Time is the manager's clock, read *before* the lock is taken (a clock that stalls its caller
+must not stall everyone) and checked under it against the latest reading the store acted on: an
+older reading is replaced by that one, so no decision is ever made on time the store has already
+seen pass (a thread preempted after reading the clock cannot revive what another thread saw
+expire). A reading that is not a finite number fails that call alone, before anything changes.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any
 
 from ._book import Book
-from ._errors import ConversationExpiredError, ConversationNotFoundError
+from ._clock import Clock, reader
+from ._errors import ClockError, ConversationExpiredError, ConversationNotFoundError
 from ._rwlock import RWGuard
-from ._state import ConversationState
-from ._store import Cleanup, Removed
+from ._state import ConversationState, ExpiryReason
+from ._store import Departures, Policy, Sweep
 
 __all__ = ["MemoryStore"]
 
 _tuple_new = tuple.__new__
+_INF = math.inf
+_OFFSET_LIMIT = 1e12  # seconds: far beyond any date a datetime can show
+# A sweep that goes on lets request threads in between batches: CPython hands the GIL to a
+# waiting thread only every 5 ms, and the sweep would retake the lock first. A sleep(0) costs
+# ~0.1 ms, so it is spent when a request thread waited for the lock, or else every 2 ms.
+_YIELD_EVERY = 0.002
+
+
+def _odd_reading(now: object, offset: object, floor: float) -> tuple[float, float]:
+    """Check a reading that failed the fast test: stale (use ``floor``), or not a number."""
+    try:
+        value = float(now)  # type: ignore[arg-type]
+        off = float(offset)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise ClockError(f"the clock gave a reading that is not a number: {now!r:.60}") from None
+    if isinstance(now, bool) or not math.isfinite(value) or not abs(off) < _OFFSET_LIMIT:
+        raise ClockError(
+            f"the clock returned a reading that is not finite: {now!r:.80}, offset {offset!r:.80}"
+        )
+    return (value if value >= floor else floor), off
 
 
 class MemoryStore(Book):
     """Conversations in a dict guarded by a ``readerwriterlock`` lock; the manager's default."""
 
+    shared = False
+
     def __init__(self) -> None:
         super().__init__()
         self._guard = RWGuard()
+        self._floor = -_INF
+        self._bound = False
+        self._sweeping = False
+        self._yielded = 0.0
+        self._reading: Any = None
+
+    def bind(self, policy: Policy, clock: Clock) -> None:
+        if self._bound:
+            raise RuntimeError("this store is already bound to a manager; give each its own")
+        self._bound = True
+        self.configure(policy)
+        self._reading = reader(clock)
 
     def register(
-        self, cid: str, now: float, offset: float, ttl: float | None
-    ) -> tuple[ConversationState, Removed]:
-        removed = Removed([], [], {})
+        self, cid: str, ttl: float | None, metadata: str | None
+    ) -> tuple[ConversationState, Departures]:
+        reading = self._reading()
         with self._guard.writing:
-            state, _fresh = self._start_or_touch(cid, now, offset, ttl, True, removed)
+            now, offset = self._checked(reading)
+            removed = Departures([], [], {}, now)
+            state, _fresh = self._start_or_touch(cid, now, offset, ttl, True, removed, metadata)
         return state, removed
 
-    def ensure(
-        self, cid: str, now: float, offset: float, extend: bool
-    ) -> tuple[ConversationState, bool, Removed]:
-        removed = Removed([], [], {})
+    def ensure(self, cid: str, extend: bool) -> tuple[ConversationState, bool, Departures]:
+        reading = self._reading()
         with self._guard.writing:
+            now, offset = self._checked(reading)
+            removed = Departures([], [], {}, now)
             state, fresh = self._start_or_touch(cid, now, offset, None, extend, removed)
         return state, fresh, removed
 
-    def touch(self, cid: str, now: float, offset: float, extend: bool) -> ConversationState:
+    def _checked(self, reading: tuple[float, float]) -> tuple[float, float]:
+        """This call's store time, under the lock: never older than one already acted on."""
+        now, offset = reading
+        floor = self._floor
+        if floor <= now < _INF and -_OFFSET_LIMIT < offset < _OFFSET_LIMIT:
+            self._floor = now
+            return now, offset
+        now, offset = _odd_reading(now, offset, floor)
+        self._floor = now
+        return now, offset
+
+    def touch(self, cid: str, extend: bool) -> ConversationState:
+        now, offset = self._reading()
         lock = self._guard.write
         if not lock.acquire(False):
             self._guard.contended = True  # the sweep will let us in sooner
             lock.acquire()
         try:
+            # Store time, inlined from _checked.
+            floor = self._floor
+            if floor <= now < _INF and -_OFFSET_LIMIT < offset < _OFFSET_LIMIT:
+                self._floor = now
+            else:
+                now, offset = _odd_reading(now, offset, floor)
+                self._floor = now
             e = self._entries.get(cid)
             if e is None:
                 raise ConversationNotFoundError(cid)
-            if not self._plain or self._ttl_of:  # (activity is stamped then: see Book)
+            if not self._plain or self._ttl_of or self._meta:  # (activity is stamped: see Book)
                 ttl = self._ttl_for(cid)
                 if now > self._deadline(e, ttl):
                     raise ConversationExpiredError(cid)
@@ -64,8 +130,7 @@ class MemoryStore(Book):
             if now > last + ttl:
                 raise ConversationExpiredError(cid)
             if extend:
-                if now > last:
-                    e.last = last = now
+                e.last = last = now
                 p = e.prev
                 n = e.next
                 p.next = n
@@ -77,78 +142,86 @@ class MemoryStore(Book):
                 p.next = e
                 ring.prev = e
             return _tuple_new(
-                ConversationState, (cid, e.created, last, last + ttl, True, False, offset)
+                ConversationState, (cid, e.created, last, last + ttl, True, False, offset, None)
             )
         finally:
             lock.release()
 
-    def get(self, cid: str, now: float, offset: float) -> ConversationState | None:
-        handle = self._guard.acquire_read()
-        try:
+    def get(self, cid: str) -> ConversationState | None:
+        reading = self._reading()
+        with self._guard.writing:
+            now, offset = self._checked(reading)
             return self._get(cid, now, offset)
-        finally:
-            handle.release()
 
-    def is_live(self, cid: str, now: float) -> bool:
-        handle = self._guard.acquire_read()
-        try:
+    def is_live(self, cid: str) -> bool:
+        reading = self._reading()
+        with self._guard.writing:
+            now = self._checked(reading)[0]
             if self._plain and not self._ttl_of:  # is_expired on the request path: inlined
                 e = self._entries.get(cid)
                 return e is not None and now <= e.last + self._ttl
             return self._is_live(cid, now)
-        finally:
-            handle.release()
 
-    def count(self, now: float) -> int:
-        handle = self._guard.acquire_read()
-        try:
-            return self._count(now)
-        finally:
-            handle.release()
-
-    def add_cleanup(self, cid: str, now: float, fn: Cleanup) -> None:
+    def count(self) -> int:
+        reading = self._reading()
         with self._guard.writing:
-            self._add_cleanup(cid, now, fn)
+            return self._count(self._checked(reading)[0])
 
-    def end(self, cid: str, now: float, offset: float) -> Removed:
-        removed = Removed([], [], {})
+    def hold(self, cid: str) -> int:
+        reading = self._reading()
         with self._guard.writing:
+            return self._hold(cid, self._checked(reading)[0])
+
+    def end(self, cid: str) -> Departures:
+        reading = self._reading()
+        with self._guard.writing:
+            now, offset = self._checked(reading)
+            removed = Departures([], [], {}, now)
             self._end(cid, now, offset, removed)
         return removed
 
-    def collect(
-        self, now: float, offset: float, limit: int
-    ) -> tuple[Removed, list[ConversationState], bool]:
+    def claim(self, limit: int) -> Sweep:
+        if self._sweeping and (
+            self._guard.contended or time.perf_counter() - self._yielded > _YIELD_EVERY
+        ):
+            self._guard.contended = False
+            time.sleep(0)
+            self._yielded = time.perf_counter()
+        reading = self._reading()
         handle = self._guard.acquire_sweep()
         try:
-            return self._collect(now, offset, limit)
+            now, offset = self._checked(reading)
+            removed, warned, more = self._collect(now, offset, limit)
+            due = self._next_warning_in(now) if self._warn is not None else None
         finally:
             handle.release()
+        if more and not self._sweeping:
+            self._yielded = time.perf_counter()
+        self._sweeping = more
+        return Sweep(removed, warned, more, due)
 
-    def drain(self, now: float, offset: float, limit: int) -> Removed:
+    def ack(self, departures: Departures) -> None:
+        """Nothing to do: a claim of this store is final at once."""
+
+    def drain(self, limit: int) -> Departures:
+        reading = self._reading()
         handle = self._guard.acquire_sweep()
         try:
+            now, offset = self._checked(reading)
             return self._drain(now, offset, limit)
         finally:
             handle.release()
 
-    def next_warning_at(self) -> float | None:
-        if self._warn is None:
-            return None
-        handle = self._guard.acquire_read()
-        try:
-            return self._next_warning_at()
-        finally:
-            handle.release()
+    def left_elsewhere(self) -> list[tuple[str, int, ExpiryReason]]:
+        return []  # every departure is returned to the call that caused it
 
-    def contended(self) -> bool:
-        was = self._guard.contended
-        self._guard.contended = False
-        return was
+    def close(self) -> None:
+        """Nothing to release."""
 
     def before_fork(self, timeout: float) -> Any:
-        """Hold the write side across fork() so the child never sees a half-made change."""
+        """Hold the lock across fork() so the child never sees a half-made change."""
         return self._guard.try_acquire_write(timeout)
 
     def reinit_after_fork(self) -> None:
+        """Fresh locks in a forked child (the data is kept)."""
         self._guard.reinit()

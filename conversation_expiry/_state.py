@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import enum
+import json
+from collections.abc import Mapping
 from dataclasses import FrozenInstanceError
 from datetime import datetime, timedelta, timezone
+from types import MappingProxyType
 from typing import Any
 
 from ._clock import WallOffset
@@ -13,6 +16,24 @@ __all__ = ["ConversationState", "ExpiryReason"]
 
 _UTC = timezone.utc
 _tuple_new = tuple.__new__
+_NO_METADATA: Mapping[str, Any] = MappingProxyType({})
+METADATA_LIMIT = 64 * 1024  # bytes of compact JSON
+
+
+def encode_metadata(value: object, name: str = "metadata") -> str:
+    """``value`` as compact, key-sorted JSON text (so equal mappings encode equally)."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping, got {type(value).__name__}: {value!r:.80}")
+    for key in value:
+        if not isinstance(key, str):
+            raise TypeError(f"{name} keys must be str, got {key!r:.80}")
+    try:
+        text = json.dumps(dict(value), separators=(",", ":"), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be JSON-serializable: {exc}") from None
+    if len(text.encode("utf-8")) > METADATA_LIMIT:
+        raise ValueError(f"{name} is over {METADATA_LIMIT} bytes as compact JSON")
+    return text
 
 
 class ExpiryReason(str, enum.Enum):
@@ -42,8 +63,9 @@ class ConversationState(tuple):  # type: ignore[type-arg]
     for every conversation a sweep removes, and most are never looked at.
     """
 
-    # Layout, for stores that build snapshots: (id, created, last, expires, active, warning_sent,
-    # offset), the three times in monotonic seconds, offset = Clock.wall_offset().
+    # Layout, for stores that build snapshots (``_store.new_state``): (id, created, last,
+    # expires, active, warning_sent, offset, metadata), the three times in the store's reading
+    # units, offset added to them gives POSIX seconds, metadata the compact JSON text or None.
     __slots__ = ()
 
     def __new__(
@@ -54,6 +76,7 @@ class ConversationState(tuple):  # type: ignore[type-arg]
         expires_at: datetime,
         active: bool = True,
         warning_sent: bool = False,
+        metadata: Mapping[str, Any] | None = None,
     ) -> ConversationState:
         for name, value in (
             ("created_at", created_at),
@@ -73,6 +96,7 @@ class ConversationState(tuple):  # type: ignore[type-arg]
                 bool(active),
                 bool(warning_sent),
                 WallOffset(created_at, 0.0),
+                None if not metadata else encode_metadata(metadata),
             ),
         )
 
@@ -100,10 +124,21 @@ class ConversationState(tuple):  # type: ignore[type-arg]
     def warning_sent(self) -> bool:
         return self[5]  # type: ignore[no-any-return]
 
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        """The metadata given at registration, as ``json.loads`` gives it back; read-only."""
+        text = self[7]
+        if not text or text == "{}":
+            return _NO_METADATA
+        return MappingProxyType(json.loads(text))
+
     def _key(self) -> tuple[Any, ...]:
         # Equality is by the values a reader sees (microsecond datetimes), so a state built by
         # hand from datetimes equals the manager's snapshot of the same instant.
-        return (self[0], self.created_at, self.last_activity, self.expires_at, self[4], self[5])
+        meta = self[7] if self[7] != "{}" else None
+        return (
+            self[0], self.created_at, self.last_activity, self.expires_at, self[4], self[5], meta
+        )
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ConversationState):
@@ -131,7 +166,9 @@ class ConversationState(tuple):  # type: ignore[type-arg]
             f"ConversationState(id={self[0]!r}, created_at={self.created_at.isoformat()}, "
             f"last_activity={self.last_activity.isoformat()}, "
             f"expires_at={self.expires_at.isoformat()}, active={self[4]}, "
-            f"warning_sent={self[5]})"
+            f"warning_sent={self[5]}"
+            + (f", metadata={dict(self.metadata)!r:.200}" if self[7] and self[7] != "{}" else "")
+            + ")"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,4 +180,5 @@ class ConversationState(tuple):  # type: ignore[type-arg]
             "expires_at": self.expires_at,
             "active": self[4],
             "warning_sent": self[5],
+            "metadata": dict(self.metadata),
         }

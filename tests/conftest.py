@@ -8,11 +8,11 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-
-pytest_plugins = ["redis_servers"]
 from support import START, TTL, WAIT, Events, Recorder
 
 from conversation_expiry import ConversationExpiryManager, ManualClock
+
+pytest_plugins = ["redis_servers"]
 
 
 @pytest.fixture

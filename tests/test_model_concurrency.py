@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -180,19 +180,14 @@ class LosingStore(MemoryStore):
         super().__init__()
         self.calls = 0
 
-    def touch(self, cid, now, offset, extend):
+    def touch(self, cid, extend):
         if cid == "t5" and extend:
             self.calls += 1
             if self.calls == 7:
-                state = super().touch(cid, now, offset, False)
-                return ConversationState(
-                    cid, state.created_at, wall(offset, now), wall(offset, now + TTL)
-                )
-        return super().touch(cid, now, offset, extend)
-
-
-def wall(offset: float, seconds: float) -> datetime:
-    return datetime.fromtimestamp(offset + seconds, timezone.utc)
+                state = super().touch(cid, False)
+                now = self._reading.__self__.now()  # the manager's ManualClock
+                return ConversationState(cid, state.created_at, now, now + timedelta(seconds=TTL))
+        return super().touch(cid, extend)
 
 
 def test_the_race_detects_a_lost_update():

@@ -16,7 +16,7 @@ from conversation_expiry import (
     ManualClock,
     MemoryStore,
 )
-from conversation_expiry._store import Removed
+from conversation_expiry._store import Sweep
 
 
 def threads_named(name: str) -> list[threading.Thread]:
@@ -49,13 +49,11 @@ class FlakyStore(MemoryStore):
         super().__init__()
         self.failed = threading.Event()
 
-    def collect(
-        self, now: float, offset: float, limit: int
-    ) -> tuple[Removed, list[ConversationState], bool]:
+    def claim(self, limit: int) -> Sweep:
         if not self.failed.is_set():
             self.failed.set()
             raise ConnectionError("store unreachable")
-        return super().collect(now, offset, limit)
+        return super().claim(limit)
 
 
 def test_a_failing_sweep_is_logged_and_the_thread_goes_on(
