@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from ._book import Book
-from ._clock import Clock, reader
+from ._clock import Clock, WallOffset, reader
 from ._errors import ClockError, ConversationExpiredError, ConversationNotFoundError
 from ._rwlock import RWGuard
 from ._state import ConversationState, ExpiryReason
@@ -29,7 +29,8 @@ __all__ = ["MemoryStore"]
 
 _tuple_new = tuple.__new__
 _INF = math.inf
-_OFFSET_LIMIT = 1e12  # seconds: far beyond any date a datetime can show
+_LIMIT = 1e12  # seconds: far beyond any date a datetime can show
+_OFFSETS = (float, WallOffset)  # the stock clocks' offsets: always finite
 # A sweep that goes on lets request threads in between batches: CPython hands the GIL to a
 # waiting thread only every 5 ms, and the sweep would retake the lock first. A sleep(0) costs
 # ~0.1 ms, so it is spent when a request thread waited for the lock, or else every 2 ms.
@@ -43,7 +44,7 @@ def _odd_reading(now: object, offset: object, floor: float) -> tuple[float, floa
         off = float(offset)  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError):
         raise ClockError(f"the clock gave a reading that is not a number: {now!r:.60}") from None
-    if isinstance(now, bool) or not math.isfinite(value) or not abs(off) < _OFFSET_LIMIT:
+    if isinstance(now, bool) or not math.isfinite(value) or not abs(off) < _LIMIT:
         raise ClockError(
             f"the clock returned a reading that is not finite: {now!r:.80}, offset {offset!r:.80}"
         )
@@ -93,9 +94,12 @@ class MemoryStore(Book):
         """This call's store time, under the lock: never older than one already acted on."""
         now, offset = reading
         floor = self._floor
-        if floor <= now < _INF and -_OFFSET_LIMIT < offset < _OFFSET_LIMIT:
-            self._floor = now
-            return now, offset
+        try:
+            if now.__class__ is float and floor <= now < _INF and -_LIMIT < offset < _LIMIT:
+                self._floor = now
+                return now, offset
+        except TypeError:  # an offset that is not a number
+            pass
         now, offset = _odd_reading(now, offset, floor)
         self._floor = now
         return now, offset
@@ -108,12 +112,10 @@ class MemoryStore(Book):
             lock.acquire()
         try:
             # Store time, inlined from _checked.
-            floor = self._floor
-            if floor <= now < _INF and -_OFFSET_LIMIT < offset < _OFFSET_LIMIT:
+            if now.__class__ is float and self._floor <= now < _INF and offset.__class__ in _OFFSETS:
                 self._floor = now
             else:
-                now, offset = _odd_reading(now, offset, floor)
-                self._floor = now
+                now, offset = self._checked((now, offset))
             e = self._entries.get(cid)
             if e is None:
                 raise ConversationNotFoundError(cid)

@@ -1,10 +1,9 @@
 """The ConversationStore contract, for every store implementation.
 
-A store never reads a clock: every call takes ``now`` (monotonic seconds) and, where it builds
-snapshots, ``offset`` (added to get POSIX seconds). So these tests drive a store with plain
-numbers, without a manager. To add a store (say Redis), append a factory to ``STORE_FACTORIES``:
-a zero-argument callable returning a fresh, empty, unconfigured store. If the store has a
-``close()`` method it is called after each test.
+Each store is bound to a :class:`SetClock`, a clock the test sets to any reading (the Redis store
+is then driven by it instead of the server's clock), so these tests say "at time t" with plain
+numbers and run without a manager. Stores come from ``STORE_FACTORIES``: the in-memory store and,
+where ``redis-server`` is installed, Redis on one node and on a 3-node cluster (``redis_servers``).
 
 Times are multiples of 0.5 s so every expected timestamp is exact.
 """
@@ -16,8 +15,10 @@ from collections import Counter
 from datetime import datetime, timezone
 
 import pytest
+from redis_servers import contract_store_params
 
 from conversation_expiry import (
+    ClockError,
     ConversationExpiredError,
     ConversationNotFoundError,
     ConversationState,
@@ -25,10 +26,9 @@ from conversation_expiry import (
     MemoryStore,
     Policy,
 )
+from conversation_expiry._state import encode_metadata
 
-STORE_FACTORIES = [
-    pytest.param(MemoryStore, id="memory"),
-]
+STORE_FACTORIES = [pytest.param(MemoryStore, id="memory"), *contract_store_params()]
 
 OFFSET = 1_700_000_000.0
 TTL = 10.0
@@ -36,441 +36,565 @@ EXPIRED, MAX_AGE = ExpiryReason.EXPIRED, ExpiryReason.MAX_AGE
 ENDED, EVICTED, SHUTDOWN = ExpiryReason.ENDED, ExpiryReason.EVICTED, ExpiryReason.SHUTDOWN
 
 
+class SetClock:
+    """A clock that reads whatever the test set; it may even go back, as a stale reading does."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def wall_offset(self) -> float:
+        return OFFSET
+
+
+class Bound:
+    """A store under test with its clock: ``s.at(t).touch(...)`` calls the store at time t."""
+
+    def __init__(self, store, clock: SetClock) -> None:
+        self.store = store
+        self.clock = clock
+
+    def at(self, t: float):
+        self.clock.t = float(t)
+        return self.store
+
+
 def wall(seconds: float) -> datetime:
     return datetime.fromtimestamp(OFFSET + seconds, timezone.utc)
 
 
-def state(cid, created, last, expires, active=True, warned=False) -> ConversationState:
-    return ConversationState(cid, wall(created), wall(last), wall(expires), active, warned)
+def state(cid, created, last, expires, active=True, warned=False, meta=None) -> ConversationState:
+    return ConversationState(cid, wall(created), wall(last), wall(expires), active, warned, meta)
 
 
-def left(removed) -> list[tuple[str, ExpiryReason]]:
-    """(id, reason) of each conversation in a ``Removed``, checking its shape on the way."""
-    assert len(removed.states) == len(removed.reasons)
-    assert all(not s.active for s in removed.states)
-    assert set(removed.cleanups) <= {s.id for s in removed.states}
-    return [(s.id, r) for s, r in zip(removed.states, removed.reasons, strict=True)]
+def left(departures) -> list[tuple[str, ExpiryReason]]:
+    """(id, reason) of each conversation in a ``Departures``, checking its shape on the way."""
+    assert len(departures.states) == len(departures.reasons)
+    assert all(not s.active for s in departures.states)
+    assert set(departures.tokens) <= {s.id for s in departures.states}
+    return [(s.id, r) for s, r in zip(departures.states, departures.reasons, strict=True)]
+
+
+def done(store, departures) -> list[tuple[str, ExpiryReason]]:
+    """Acknowledge ``departures`` as the manager would; returns their (id, reason)."""
+    out = left(departures)
+    store.ack(departures)
+    return out
 
 
 @pytest.fixture(params=STORE_FACTORIES)
 def new_store(request):
     made = []
 
-    def factory(**policy):
+    def factory(**policy) -> Bound:
         store = request.param()
-        store.configure(Policy(ttl=policy.pop("ttl", TTL), **policy))
+        clock = SetClock()
+        store.bind(Policy(ttl=policy.pop("ttl", TTL), **policy), clock)
         made.append(store)
-        return store
+        return Bound(store, clock)
 
     yield factory
     for store in made:
-        close = getattr(store, "close", None)
-        if close is not None:
-            close()
+        store.close()
 
 
 @pytest.fixture
-def store(new_store):
+def s(new_store) -> Bound:
     return new_store()
 
 
 # -- register ---------------------------------------------------------------------------------
 
 
-def test_register_starts_a_conversation(store):
-    s, removed = store.register("a", 1.0, OFFSET, None)
-    assert s == state("a", 1, 1, 11)
-    assert left(removed) == [] and removed.cleanups == {}
-    assert store.get("a", 1.0, OFFSET) == s
-    assert store.is_live("a", 1.0) and store.count(1.0) == 1
+def test_register_starts_a_conversation(s):
+    st, removed = s.at(1).register("a", None, None)
+    assert st == state("a", 1, 1, 11)
+    assert left(removed) == []
+    assert s.at(1).get("a") == st
+    assert s.at(1).is_live("a") and s.at(1).count() == 1
 
 
-def test_register_with_a_ttl(store):
-    s, _ = store.register("a", 0.0, OFFSET, 2.5)
-    assert s.expires_at == wall(2.5)
-    assert store.is_live("a", 2.5) and not store.is_live("a", 3.0)
+def test_register_with_a_ttl(s):
+    st, _ = s.at(0).register("a", 2.5, None)
+    assert st.expires_at == wall(2.5)
+    assert s.at(2.5).is_live("a") and not s.at(3).is_live("a")
 
 
-def test_register_of_a_live_conversation_counts_as_activity(store):
-    store.register("a", 0.0, OFFSET, None)
-    fn = object()
-    store.add_cleanup("a", 1.0, fn)
-    s, removed = store.register("a", 10.0, OFFSET, None)  # exactly at its deadline: live
-    assert s == state("a", 0, 10, 20) and left(removed) == []
-    assert store.end("a", 10.0, OFFSET).cleanups == {"a": [fn]}
+def test_register_of_a_live_conversation_counts_as_activity_and_keeps_its_incarnation(s):
+    s.at(0).register("a", None, None)
+    token = s.at(1).hold("a")
+    st, removed = s.at(10).register("a", None, None)  # exactly at its deadline: live
+    assert st == state("a", 0, 10, 20) and left(removed) == []
+    assert s.at(10).hold("a") == token
+    assert s.at(10).end("a").tokens == {"a": token}
 
 
-def test_register_of_a_live_conversation_with_a_ttl_replaces_it(store):
-    store.register("a", 0.0, OFFSET, 30.0)
-    s, _ = store.register("a", 5.0, OFFSET, 2.0)
-    assert s == state("a", 0, 5, 7)
-    assert store.touch("a", 6.0, OFFSET, True) == state("a", 0, 6, 8)
+def test_register_of_a_live_conversation_with_a_ttl_replaces_it(s):
+    s.at(0).register("a", 30.0, None)
+    st, _ = s.at(5).register("a", 2.0, None)
+    assert st == state("a", 0, 5, 7)
+    assert s.at(6).touch("a", True) == state("a", 0, 6, 8)
 
 
-def test_register_of_a_past_due_conversation_starts_afresh(store):
-    store.register("a", 0.0, OFFSET, None)
-    fn = object()
-    store.add_cleanup("a", 0.0, fn)
-    s, removed = store.register("a", 10.5, OFFSET, None)
-    assert s == state("a", 10.5, 10.5, 20.5)
-    assert left(removed) == [("a", EXPIRED)]
+def test_register_of_a_past_due_conversation_starts_a_new_incarnation(s):
+    s.at(0).register("a", None, None)
+    token = s.at(0).hold("a")
+    st, removed = s.at(10.5).register("a", None, None)
+    assert st == state("a", 10.5, 10.5, 20.5)
+    assert done(s.store, removed) == [("a", EXPIRED)]
     assert removed.states[0] == state("a", 0, 0, 10, active=False)
-    assert removed.cleanups == {"a": [fn]}
-    assert store.end("a", 11.0, OFFSET).cleanups == {}  # the old cleanups are gone
+    assert removed.tokens == {"a": token}
+    assert s.at(11).hold("a") != token
+    assert s.at(11).end("a").tokens != {"a": token}
 
 
-def test_a_stale_reading_never_moves_activity_back(store):
-    """Threads read the clock before taking the store's lock, so readings arrive out of order."""
-    store.register("a", 0.0, OFFSET, None)
-    assert store.touch("a", 6.0, OFFSET, True).expires_at == wall(16)
-    assert store.touch("a", 5.0, OFFSET, True).expires_at == wall(16)
-    assert store.register("a", 4.0, OFFSET, None)[0].expires_at == wall(16)
-    assert store.is_live("a", 16.0)
+def test_metadata_is_kept_replaced_and_returned(s):
+    meta = encode_metadata({"user": "u1", "n": [1, 2]})
+    st, _ = s.at(0).register("a", None, meta)
+    assert st.metadata == {"n": [1, 2], "user": "u1"}
+    assert s.at(1).register("a", None, None)[0].metadata == {"n": [1, 2], "user": "u1"}
+    assert s.at(2).touch("a", True).metadata == {"n": [1, 2], "user": "u1"}
+    assert s.at(3).register("a", None, encode_metadata({"v": 2}))[0].metadata == {"v": 2}
+    assert s.at(3).get("a").metadata == {"v": 2}
+    assert s.at(4).end("a").states[0].metadata == {"v": 2}
+    assert s.at(5).register("a", None, None)[0].metadata == {}  # a new incarnation
+
+
+def test_metadata_reaches_the_states_a_sweep_claims(s):
+    s.at(0).register("a", None, encode_metadata({"k": "v"}))
+    s.at(0).register("b", None, None)
+    sweep = s.at(10.5).claim(10)
+    by_id = {st.id: st for st in sweep.departures.states}
+    assert by_id["a"].metadata == {"k": "v"} and by_id["b"].metadata == {}
+    s.store.ack(sweep.departures)
+
+
+# -- store time --------------------------------------------------------------------------------
+
+
+def test_a_stale_reading_never_moves_activity_back(s):
+    """Readings can arrive out of order (a thread preempted after it read the clock)."""
+    s.at(0).register("a", None, None)
+    assert s.at(6).touch("a", True).expires_at == wall(16)
+    assert s.at(5).touch("a", True).expires_at == wall(16)
+    assert s.at(4).register("a", None, None)[0].expires_at == wall(16)
+    assert s.at(16).is_live("a")
+
+
+def test_a_stale_reading_cannot_revive_what_was_seen_expired(s):
+    s.at(0).register("a", None, None)
+    assert not s.at(10.5).is_live("a")
+    with pytest.raises(ConversationExpiredError):
+        s.at(9).touch("a", True)  # read before 10.5, applied after
+    assert s.at(9).get("a") is None
+    assert s.at(9).count() == 0
+    with pytest.raises(ConversationExpiredError):
+        s.at(9).hold("a")
+    assert done(s.store, s.at(9).end("a")) == [("a", EXPIRED)]
+
+
+def test_a_stale_registration_cannot_keep_a_seen_expired_incarnation(s):
+    s.at(0).register("a", None, None)
+    token = s.at(0).hold("a")
+    assert s.at(10.5).count() == 0
+    st, removed = s.at(3).register("a", None, None)
+    assert done(s.store, removed) == [("a", EXPIRED)] and removed.tokens == {"a": token}
+    assert st.created_at == wall(10.5)
+
+
+@pytest.mark.parametrize("reading", [float("nan"), float("inf"), "soon", None])
+def test_a_reading_that_is_not_a_finite_number_fails_that_call_alone(s, reading):
+    s.at(0).register("a", None, None)
+    s.clock.t = reading
+    with pytest.raises(ClockError):
+        s.store.touch("a", True)
+    with pytest.raises(ClockError):
+        s.store.register("b", None, None)
+    assert s.at(1).touch("a", True) == state("a", 0, 1, 11)
+    assert s.at(1).get("b") is None and s.at(1).count() == 1
+    assert done(s.store, s.at(11.5).claim(10).departures) == [("a", EXPIRED)]
 
 
 # -- touch, get, is_live, count ---------------------------------------------------------------
 
 
-def test_touch(store):
-    store.register("a", 0.0, OFFSET, None)
-    assert store.touch("a", 4.0, OFFSET, True) == state("a", 0, 4, 14)
-    assert store.touch("a", 6.0, OFFSET, False) == state("a", 0, 4, 14)
-    assert store.touch("a", 14.0, OFFSET, False) == state("a", 0, 4, 14)  # exactly at deadline
+def test_touch(s):
+    s.at(0).register("a", None, None)
+    assert s.at(4).touch("a", True) == state("a", 0, 4, 14)
+    assert s.at(6).touch("a", False) == state("a", 0, 4, 14)
+    assert s.at(14).touch("a", False) == state("a", 0, 4, 14)  # exactly at its deadline
     with pytest.raises(ConversationExpiredError):
-        store.touch("a", 14.5, OFFSET, True)
+        s.at(14.5).touch("a", True)
     with pytest.raises(ConversationExpiredError):  # never revived
-        store.touch("a", 14.5, OFFSET, False)
+        s.at(14.5).touch("a", False)
     with pytest.raises(ConversationNotFoundError) as info:
-        store.touch("b", 0.0, OFFSET, True)
+        s.at(14.5).touch("b", True)
     assert not isinstance(info.value, ConversationExpiredError)
 
 
-def test_views_of_live_and_past_due_conversations(store):
-    store.register("a", 0.0, OFFSET, None)
-    store.register("b", 5.0, OFFSET, None)
-    store.register("c", 0.0, OFFSET, 30.0)
-    assert store.count(10.0) == 3
-    assert store.get("a", 10.5, OFFSET) is None and not store.is_live("a", 10.5)
-    assert store.get("b", 10.5, OFFSET) == state("b", 5, 5, 15)
-    assert store.count(10.5) == 2
-    assert store.count(15.5) == 1
-    assert store.get("zz", 0.0, OFFSET) is None and not store.is_live("zz", 0.0)
+def test_views_of_live_and_past_due_conversations(s):
+    s.at(0).register("a", None, None)
+    s.at(5).register("b", None, None)
+    s.at(5).register("c", 25.0, None)
+    assert s.at(10).count() == 3
+    assert s.at(10.5).get("a") is None and not s.at(10.5).is_live("a")
+    assert s.at(10.5).get("b") == state("b", 5, 5, 15)
+    assert s.at(10.5).count() == 2
+    assert s.at(15.5).count() == 1
+    assert s.at(15.5).get("zz") is None and not s.at(15.5).is_live("zz")
+
+
+def test_count_follows_ends_and_sweeps_of_past_due_conversations(s):
+    for i in range(6):
+        s.at(i).register(f"c{i}", None, None)
+    assert s.at(13.5).count() == 2  # c0..c3 past due
+    assert done(s.store, s.at(13.5).end("c1")) == [("c1", EXPIRED)]
+    assert s.at(13.5).count() == 2
+    assert done(s.store, s.at(13.5).claim(2).departures) == [("c0", EXPIRED), ("c2", EXPIRED)]
+    assert s.at(13.5).count() == 2
+    assert s.at(14.5).count() == 1
+    s.at(14.5).register("c9", None, None)
+    assert s.at(14.5).count() == 2
+    assert done(s.store, s.at(16).claim(10).departures) == [
+        ("c3", EXPIRED), ("c4", EXPIRED), ("c5", EXPIRED)
+    ]
+    assert s.at(16).count() == 1
 
 
 def test_views_with_max_age(new_store):
-    store = new_store(max_age=12.0)
-    store.register("a", 0.0, OFFSET, None)
-    store.register("b", 4.0, OFFSET, None)
-    assert store.touch("a", 8.0, OFFSET, True) == state("a", 0, 8, 12)
-    assert store.is_live("a", 12.0) and store.count(12.0) == 2
-    assert not store.is_live("a", 12.5) and store.count(12.5) == 1
+    s = new_store(max_age=12.0)
+    s.at(0).register("a", None, None)
+    s.at(4).register("b", None, None)
+    assert s.at(8).touch("a", True) == state("a", 0, 8, 12)
+    assert s.at(12).is_live("a") and s.at(12).count() == 2
+    assert not s.at(12.5).is_live("a") and s.at(12.5).count() == 1
     with pytest.raises(ConversationExpiredError):
-        store.touch("a", 12.5, OFFSET, True)
+        s.at(12.5).touch("a", True)
 
 
-# -- add_cleanup and end ----------------------------------------------------------------------
+# -- hold and end -------------------------------------------------------------------------------
 
 
-def test_add_cleanup(store):
-    store.register("a", 0.0, OFFSET, None)
-    f1, f2 = object(), object()
-    store.add_cleanup("a", 1.0, f1)
-    store.add_cleanup("a", 10.0, f2)
+def test_hold(s):
+    s.at(0).register("a", None, None)
+    token = s.at(1).hold("a")
+    assert isinstance(token, int)
+    assert s.at(10).hold("a") == token
     with pytest.raises(ConversationExpiredError):
-        store.add_cleanup("a", 10.5, object())
+        s.at(10.5).hold("a")
     with pytest.raises(ConversationNotFoundError) as info:
-        store.add_cleanup("b", 0.0, object())
+        s.at(10.5).hold("b")
     assert not isinstance(info.value, ConversationExpiredError)
-    removed = store.end("a", 10.5, OFFSET)
-    assert left(removed) == [("a", EXPIRED)]
-    assert removed.cleanups == {"a": [f1, f2]}  # in the order attached
+    removed = s.at(10.5).end("a")
+    assert done(s.store, removed) == [("a", EXPIRED)]
+    assert removed.tokens == {"a": token}
 
 
-def test_end(store):
-    store.register("a", 0.0, OFFSET, None)
-    store.register("b", 0.0, OFFSET, None)
-    removed = store.end("a", 3.0, OFFSET)
-    assert left(removed) == [("a", ENDED)] and removed.cleanups == {}
+def test_incarnations_differ_across_ids_and_restarts(s):
+    s.at(0).register("a", None, None)
+    s.at(0).register("b", None, None)
+    first = s.at(0).hold("a")
+    assert s.at(0).hold("b") != first
+    s.store.ack(s.at(0).end("a"))
+    s.at(0).register("a", None, None)
+    assert s.at(0).hold("a") != first
+
+
+def test_end(s):
+    s.at(0).register("a", None, None)
+    s.at(0).register("b", None, None)
+    removed = s.at(3).end("a")
+    assert done(s.store, removed) == [("a", ENDED)] and removed.tokens == {}
     assert removed.states[0] == state("a", 0, 0, 10, active=False)
-    assert left(store.end("a", 3.0, OFFSET)) == []  # exactly once
-    assert left(store.end("zz", 3.0, OFFSET)) == []
-    assert left(store.end("b", 10.5, OFFSET)) == [("b", EXPIRED)]
-    assert store.count(3.0) == 0
+    assert left(s.at(3).end("a")) == []  # exactly once
+    assert left(s.at(3).end("zz")) == []
+    assert done(s.store, s.at(10.5).end("b")) == [("b", EXPIRED)]
+    assert s.at(10.5).count() == 0
+
+
+def test_a_claimed_conversation_is_gone_before_it_is_acknowledged(s):
+    s.at(0).register("a", None, None)
+    token = s.at(0).hold("a")
+    claimed = s.at(1).end("a")
+    assert left(claimed) == [("a", ENDED)]
+    assert not s.at(1).is_live("a") and s.at(1).get("a") is None and s.at(1).count() == 0
+    assert left(s.at(1).end("a")) == []
+    with pytest.raises(ConversationNotFoundError):
+        s.at(1).touch("a", True)
+    st, removed = s.at(2).register("a", None, None)  # a new incarnation beside the claimed one
+    assert st.created_at == wall(2) and left(removed) == []
+    assert s.at(2).hold("a") != token
+    s.store.ack(claimed)
+    s.store.ack(claimed)  # twice: no effect
+    assert s.at(3).get("a") == state("a", 2, 2, 12)
 
 
 def test_end_after_max_age(new_store):
-    store = new_store(max_age=5.0)
-    store.register("a", 0.0, OFFSET, None)
-    store.touch("a", 4.0, OFFSET, True)
-    assert left(store.end("a", 5.5, OFFSET)) == [("a", MAX_AGE)]
+    s = new_store(max_age=5.0)
+    s.at(0).register("a", None, None)
+    s.at(4).touch("a", True)
+    assert done(s.store, s.at(5.5).end("a")) == [("a", MAX_AGE)]
 
 
-# -- collect ------------------------------------------------------------------------------------
+# -- claim --------------------------------------------------------------------------------------
 
 
-def collect_all(store, now, limit):
-    """Collect in batches until the store says nothing remains; returns (removed, warned)."""
-    removed, warned = [], []
+def claim_all(s: Bound, t: float, limit: int):
+    """Claim in batches until the store says nothing remains; returns (departed, warned)."""
+    departed, warned = [], []
     for _ in range(1000):
-        batch, w, more = store.collect(now, OFFSET, limit)
-        ids = left(batch)
-        assert len(ids) + len(w) <= limit
-        removed += ids
-        warned += w
-        if not more:
-            return removed, warned
-    raise AssertionError("collect never said it was done")
+        sweep = s.at(t).claim(limit)
+        ids = done(s.store, sweep.departures)
+        assert len(ids) + len(sweep.warned) <= limit
+        departed += ids
+        warned += sweep.warned
+        if not sweep.more:
+            return departed, warned
+    raise AssertionError("claim never said it was done")
 
 
-def test_collect_in_batches(store):
-    for i in range(25):
-        store.register(f"old{i}", float(i % 5) / 2, OFFSET, None)
+def test_claim_in_batches(s):
+    for i in sorted(range(25), key=lambda i: i % 5):  # store time never runs back
+        s.at(float(i % 5) / 2).register(f"old{i}", None, None)
     for i in range(10):
-        store.register(f"new{i}", 5.0, OFFSET, None)
-    removed, warned = collect_all(store, 12.5, limit=7)
-    assert sorted(removed) == sorted((f"old{i}", EXPIRED) for i in range(25))
+        s.at(5).register(f"new{i}", None, None)
+    departed, warned = claim_all(s, 12.5, limit=7)
+    assert sorted(departed) == sorted((f"old{i}", EXPIRED) for i in range(25))
     assert warned == []
-    assert store.count(12.5) == 10
-    assert all(store.is_live(f"new{i}", 12.5) for i in range(10))
-    assert collect_all(store, 12.5, limit=7) == ([], [])
+    assert s.at(12.5).count() == 10
+    assert all(s.at(12.5).is_live(f"new{i}") for i in range(10))
+    assert claim_all(s, 12.5, limit=7) == ([], [])
 
 
-def test_collect_is_strictly_after_the_deadline(store):
-    store.register("a", 0.0, OFFSET, None)
-    assert collect_all(store, 10.0, limit=5) == ([], [])
-    batch, _, _ = store.collect(10.5, OFFSET, 5)
-    assert batch.states == [state("a", 0, 0, 10, active=False)]
-    assert batch.reasons == [EXPIRED]
+def test_claim_is_strictly_after_the_deadline(s):
+    s.at(0).register("a", None, None)
+    assert claim_all(s, 10, limit=5) == ([], [])
+    sweep = s.at(10.5).claim(5)
+    assert sweep.departures.states == [state("a", 0, 0, 10, active=False)]
+    assert sweep.departures.reasons == [EXPIRED]
+    assert sweep.departures.now == pytest.approx(10.5 + (OFFSET if s.store.shared else 0))
+    s.store.ack(sweep.departures)
 
 
-def test_collect_hands_over_the_cleanups(store):
-    store.register("a", 0.0, OFFSET, None)
-    store.register("b", 0.0, OFFSET, None)
-    f = object()
-    store.add_cleanup("a", 0.0, f)
-    batch, _, _ = store.collect(11.0, OFFSET, 10)
-    assert sorted(left(batch)) == [("a", EXPIRED), ("b", EXPIRED)]
-    assert batch.cleanups == {"a": [f]}
+def test_claim_names_the_incarnations_of_held_conversations(s):
+    s.at(0).register("a", None, None)
+    s.at(0).register("b", None, None)
+    token = s.at(0).hold("a")
+    sweep = s.at(11).claim(10)
+    assert sorted(done(s.store, sweep.departures)) == [("a", EXPIRED), ("b", EXPIRED)]
+    assert sweep.departures.tokens == {"a": token}
 
 
-def test_collect_with_per_conversation_ttls_and_max_age(new_store):
-    store = new_store(max_age=20.0)
-    store.register("short", 0.0, OFFSET, 2.0)
-    store.register("long", 0.0, OFFSET, 50.0)
-    store.register("plain", 0.0, OFFSET, None)
-    assert collect_all(store, 2.5, limit=2) == ([("short", EXPIRED)], [])
-    store.touch("long", 15.0, OFFSET, True)
-    assert collect_all(store, 15.0, limit=2) == ([("plain", EXPIRED)], [])
-    assert store.count(20.0) == 1
-    assert collect_all(store, 20.5, limit=2) == ([("long", MAX_AGE)], [])
-    assert store.count(20.5) == 0
+def test_claim_with_per_conversation_ttls_and_max_age(new_store):
+    s = new_store(max_age=20.0)
+    s.at(0).register("short", 2.0, None)
+    s.at(0).register("long", 50.0, None)
+    s.at(0).register("plain", None, None)
+    assert claim_all(s, 2.5, limit=2) == ([("short", EXPIRED)], [])
+    s.at(15).touch("long", True)
+    assert claim_all(s, 15, limit=2) == ([("plain", EXPIRED)], [])
+    assert s.at(20).count() == 1
+    assert claim_all(s, 20.5, limit=2) == ([("long", MAX_AGE)], [])
+    assert s.at(20.5).count() == 0
 
 
 # -- warnings -----------------------------------------------------------------------------------
 
 
 def test_warnings(new_store):
-    store = new_store(warning_before=3.0)
-    assert store.next_warning_at() is None
-    store.register("a", 0.0, OFFSET, None)
-    store.register("b", 2.0, OFFSET, None)
-    assert store.next_warning_at() == 7.0
-    assert collect_all(store, 6.5, limit=5) == ([], [])
-    _, warned = collect_all(store, 7.0, limit=5)
+    s = new_store(warning_before=3.0)
+    assert s.at(0).claim(5).next_warning_in is None
+    s.at(0).register("a", None, None)
+    s.at(2).register("b", None, None)
+    assert s.at(2).claim(5).next_warning_in == 5.0
+    assert claim_all(s, 6.5, limit=5) == ([], [])
+    _, warned = claim_all(s, 7, limit=5)
     assert warned == [state("a", 0, 0, 10, warned=True)]
-    assert store.get("a", 7.0, OFFSET).warning_sent
-    assert store.next_warning_at() == 9.0
-    assert collect_all(store, 8.0, limit=5) == ([], [])  # once per idle period
-    assert store.touch("a", 8.0, OFFSET, False).warning_sent  # no extension: still warned
-    assert not store.touch("a", 8.5, OFFSET, True).warning_sent  # activity resets it
-    _, warned = collect_all(store, 9.0, limit=5)
+    assert s.at(7).get("a").warning_sent
+    assert s.at(7).claim(5).next_warning_in == 2.0
+    assert claim_all(s, 8, limit=5) == ([], [])  # once per idle period
+    assert s.at(8).touch("a", False).warning_sent  # no extension: still warned
+    assert not s.at(8.5).touch("a", True).warning_sent  # activity resets it
+    _, warned = claim_all(s, 9, limit=5)
     assert warned == [state("b", 2, 2, 12, warned=True)]
-    assert store.next_warning_at() == 15.5
-    removed, warned = collect_all(store, 15.5, limit=5)
-    assert removed == [("b", EXPIRED)] and warned == [state("a", 0, 8.5, 18.5, warned=True)]
-    assert store.next_warning_at() is None
+    assert s.at(9).claim(5).next_warning_in == 6.5
+    departed, warned = claim_all(s, 15.5, limit=5)
+    assert departed == [("b", EXPIRED)] and warned == [state("a", 0, 8.5, 18.5, warned=True)]
+    assert s.at(15.5).claim(5).next_warning_in is None
 
 
 def test_warnings_in_batches(new_store):
-    store = new_store(warning_before=3.0)
+    s = new_store(warning_before=3.0)
     for i in range(10):
-        store.register(f"c{i}", 0.0, OFFSET, None)
-    _, warned = collect_all(store, 7.0, limit=4)
-    assert sorted(s.id for s in warned) == [f"c{i}" for i in range(10)]
+        s.at(0).register(f"c{i}", None, None)
+    _, warned = claim_all(s, 7, limit=4)
+    assert sorted(st.id for st in warned) == [f"c{i}" for i in range(10)]
 
 
 def test_warnings_for_max_age_and_per_conversation_ttls(new_store):
-    store = new_store(warning_before=3.0, max_age=12.0)
-    store.register("aged", 0.0, OFFSET, None)
-    store.register("long", 0.0, OFFSET, 40.0)
-    store.touch("aged", 6.0, OFFSET, True)
-    assert store.next_warning_at() == 9.0
-    _, warned = collect_all(store, 9.0, limit=5)
-    assert sorted(s.id for s in warned) == ["aged", "long"]  # both capped at 12
-    assert store.touch("aged", 10.0, OFFSET, True).warning_sent  # the cap cannot move
-    assert collect_all(store, 12.5, limit=5)[0] == [("aged", MAX_AGE), ("long", MAX_AGE)]
+    s = new_store(warning_before=3.0, max_age=12.0)
+    s.at(0).register("aged", None, None)
+    s.at(0).register("long", 40.0, None)
+    s.at(6).touch("aged", True)
+    assert s.at(6).claim(5).next_warning_in == 3.0
+    _, warned = claim_all(s, 9, limit=5)
+    assert sorted(st.id for st in warned) == ["aged", "long"]  # both capped at 12
+    assert s.at(10).touch("aged", True).warning_sent  # the cap cannot move
+    assert sorted(claim_all(s, 12.5, limit=5)[0]) == [("aged", MAX_AGE), ("long", MAX_AGE)]
 
 
-def test_no_warnings_unless_configured(store):
-    store.register("a", 0.0, OFFSET, None)
-    assert store.next_warning_at() is None
-    assert collect_all(store, 9.5, limit=5) == ([], [])
-    assert not store.get("a", 9.5, OFFSET).warning_sent
+def test_no_warnings_unless_configured(s):
+    s.at(0).register("a", None, None)
+    assert s.at(0).claim(5).next_warning_in is None
+    assert claim_all(s, 9.5, limit=5) == ([], [])
+    assert not s.at(9.5).get("a").warning_sent
 
 
 # -- capacity -----------------------------------------------------------------------------------
 
 
-def test_capacity_evicts_the_least_recently_active(new_store):
-    store = new_store(max_conversations=3)
+def test_capacity_evicts_one_to_make_room(new_store):
+    s = new_store(max_conversations=3)
     for i, cid in enumerate("abc"):
-        store.register(cid, float(i), OFFSET, None)
-    f = object()
-    store.add_cleanup("a", 3.0, f)
-    store.touch("b", 3.0, OFFSET, True)
-    assert left(store.register("a", 4.0, OFFSET, None)[1]) == []  # live: no room needed
-    s, removed = store.register("d", 5.0, OFFSET, None)
-    assert s == state("d", 5, 5, 15)
-    assert left(removed) == [("c", EVICTED)]
+        s.at(i).register(cid, None, None)
+    s.at(3).touch("b", True)
+    assert left(s.at(4).register("a", None, None)[1]) == []  # live: no room needed
+    st, removed = s.at(5).register("d", None, None)
+    assert st == state("d", 5, 5, 15)
+    assert done(s.store, removed) == [("c", EVICTED)]
     assert removed.states[0] == state("c", 2, 2, 12, active=False)
-    assert store.count(5.0) == 3
-    assert left(store.register("e", 6.0, OFFSET, None)[1]) == [("b", EVICTED)]
-    assert left(store.register("f", 7.0, OFFSET, None)[1]) == [("a", EVICTED)]
+    assert s.at(5).count() == 3
 
 
 def test_capacity_takes_a_past_due_conversation_first(new_store):
-    store = new_store(max_conversations=3)
-    store.register("a", 0.0, OFFSET, None)  # least recently active, live until 10
-    store.register("b", 1.0, OFFSET, 2.0)  # past due at 3
-    store.register("c", 2.0, OFFSET, None)
-    assert store.count(5.0) == 2
-    assert left(store.register("d", 5.0, OFFSET, None)[1]) == [("b", EXPIRED)]
-    assert store.count(5.0) == 3
-
-
-def test_capacity_takes_a_conversation_past_its_max_age_first(new_store):
-    store = new_store(max_conversations=2, max_age=8.0)
-    store.register("old", 0.0, OFFSET, None)
-    store.register("idle", 3.0, OFFSET, None)  # least recently active from 7, live until 11
-    store.touch("old", 7.0, OFFSET, True)  # capped at 8
-    assert store.count(8.5) == 1
-    assert left(store.register("new", 8.5, OFFSET, None)[1]) == [("old", MAX_AGE)]
-    assert store.is_live("idle", 8.5) and store.count(8.5) == 2
+    s = new_store(max_conversations=3)
+    s.at(0).register("a", None, None)  # least recently active, live until 10
+    s.at(1).register("b", 2.0, None)  # past due at 3
+    s.at(2).register("c", None, None)
+    assert s.at(5).count() == 2
+    assert done(s.store, s.at(5).register("d", None, None)[1]) == [("b", EXPIRED)]
+    assert s.at(5).count() == 3
 
 
 # -- drain ----------------------------------------------------------------------------------------
 
 
 def test_drain_in_batches(new_store):
-    store = new_store(max_age=6.0)
+    s = new_store(max_age=6.0)
+    s.at(0).register("idle", 1.0, None)
+    s.at(0).register("aged", None, None)
     for i in range(9):
-        store.register(f"live{i}", 5.0, OFFSET, None)
-    store.register("idle", 0.0, OFFSET, 1.0)
-    store.register("aged", 0.0, OFFSET, None)
-    f = object()
-    store.add_cleanup("live3", 5.0, f)
-    seen, cleanups = [], {}
+        s.at(5).register(f"live{i}", None, None)
+    token = s.at(5).hold("live3")
+    seen, tokens = [], {}
     for _ in range(100):
-        removed = store.drain(6.5, OFFSET, 4)
-        batch = left(removed)
+        removed = s.at(6.5).drain(4)
+        batch = done(s.store, removed)
         assert len(batch) <= 4
         if not batch:
             break
         seen += batch
-        cleanups.update(removed.cleanups)
+        tokens.update(removed.tokens)
+    if s.store.shared:  # other processes still serve them
+        assert seen == [] and s.at(6.5).count() == 9
+        return
     expected = [(f"live{i}", SHUTDOWN) for i in range(9)] + [("idle", EXPIRED), ("aged", MAX_AGE)]
     assert sorted(seen) == sorted(expected)
-    assert cleanups == {"live3": [f]}
-    assert store.count(6.5) == 0 and store.get("live0", 6.5, OFFSET) is None
+    assert tokens == {"live3": token}
+    assert s.at(6.5).count() == 0 and s.at(6.5).get("live0") is None
 
 
-# -- concurrency and fork -----------------------------------------------------------------------
+def test_left_elsewhere_is_empty_for_an_unshared_store(s):
+    s.at(0).register("a", None, None)
+    s.at(0).hold("a")
+    s.store.ack(s.at(1).end("a"))
+    assert s.store.left_elsewhere() == [] or s.store.shared
 
 
-def test_each_conversation_leaves_exactly_once_whoever_removes_it(store):
-    ids = [f"c{i}" for i in range(800)]
-    for i, cid in enumerate(ids):
-        store.register(cid, float(i % 2), OFFSET, None)  # half past due at 10.5
+def test_binding_a_store_twice_is_refused(s):
+    with pytest.raises(RuntimeError):
+        s.store.bind(Policy(ttl=TTL), SetClock())
+
+
+# -- concurrency ----------------------------------------------------------------------------------
+
+
+def test_each_conversation_leaves_exactly_once_whoever_claims_it(new_store):
+    s = new_store()
+    ids = [f"c{i}" for i in range(400)]
+    for i in sorted(range(len(ids)), key=lambda i: i % 2):  # half past due at 10.5
+        s.at(float(i % 2)).register(ids[i], None, None)
+    s.clock.t = 10.5
+    store = s.store
     out: list = []
     lock = threading.Lock()
     start = threading.Barrier(4)
 
     def keep(removed):
         with lock:
-            out.extend(left(removed))
+            out.extend(done(store, removed))
 
     def ender():
         start.wait()
         for cid in reversed(ids):
-            keep(store.end(cid, 10.5, OFFSET))
+            keep(store.end(cid))
 
-    def collector():
+    def claimer():
         start.wait()
         while True:
-            removed, _, more = store.collect(10.5, OFFSET, 16)
-            keep(removed)
-            if not more:
+            sweep = store.claim(16)
+            keep(sweep.departures)
+            if not sweep.more:
                 return
 
     def drainer():
         start.wait()
-        while left(removed := store.drain(10.5, OFFSET, 16)):
+        while left(removed := store.drain(16)):
             keep(removed)
 
-    threads = [threading.Thread(target=f) for f in (ender, collector, drainer, ender)]
+    threads = [threading.Thread(target=f) for f in (ender, claimer, drainer, ender)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(30)
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
     counts = Counter(cid for cid, _ in out)
     assert set(counts) == set(ids) and set(counts.values()) == {1}
     for cid, reason in out:
         assert reason in ({EXPIRED} if int(cid[1:]) % 2 == 0 else {ENDED, SHUTDOWN})
 
 
-def test_reinit_after_fork_keeps_the_data(store):
-    store.register("a", 0.0, OFFSET, None)
-    store.reinit_after_fork()
-    assert store.get("a", 1.0, OFFSET) == state("a", 0, 0, 10)
-    store.touch("a", 2.0, OFFSET, True)
-    assert store.count(2.0) == 1
-
-
 # -- ensure: touch or start, atomically -------------------------------------------------------
 
 
-def test_ensure_starts_an_unknown_conversation(store):
-    s, fresh, removed = store.ensure("a", 1.0, OFFSET, True)
+def test_ensure_starts_an_unknown_conversation(s):
+    st, fresh, removed = s.at(1).ensure("a", True)
     assert fresh
-    assert s == state("a", 1.0, 1.0, 11.0)
+    assert st == state("a", 1, 1, 11)
     assert left(removed) == []
 
 
-def test_ensure_touches_a_live_conversation(store):
-    store.register("a", 0.0, OFFSET, None)
-    s, fresh, _ = store.ensure("a", 4.0, OFFSET, True)
+def test_ensure_touches_a_live_conversation(s):
+    s.at(0).register("a", None, None)
+    st, fresh, _ = s.at(4).ensure("a", True)
     assert not fresh
-    assert s == state("a", 0.0, 4.0, 14.0)
+    assert st == state("a", 0, 4, 14)
 
 
-def test_ensure_without_extend_leaves_the_deadline(store):
-    store.register("a", 0.0, OFFSET, None)
-    s, fresh, _ = store.ensure("a", 4.0, OFFSET, False)
+def test_ensure_without_extend_leaves_the_deadline(s):
+    s.at(0).register("a", None, None)
+    st, fresh, _ = s.at(4).ensure("a", False)
     assert not fresh
-    assert s.expires_at == wall(10)
+    assert st.expires_at == wall(10)
 
 
-def test_ensure_starts_afresh_over_a_past_due_conversation(store):
-    store.register("a", 0.0, OFFSET, None)
-    store.add_cleanup("a", 1.0, lambda: None)
-    s, fresh, removed = store.ensure("a", 10.5, OFFSET, True)
+def test_ensure_starts_afresh_over_a_past_due_conversation(s):
+    s.at(0).register("a", None, None)
+    token = s.at(1).hold("a")
+    st, fresh, removed = s.at(10.5).ensure("a", True)
     assert fresh
-    assert s.created_at == wall(10.5)
-    assert left(removed) == [("a", ExpiryReason.EXPIRED)]
-    assert list(removed.cleanups) == ["a"]
-
-
-def test_contended_is_false_without_waiters_and_resets(store):
-    store.register("a", 0.0, OFFSET, None)
-    assert store.contended() is False
-    assert store.contended() is False
+    assert st.created_at == wall(10.5)
+    assert done(s.store, removed) == [("a", EXPIRED)]
+    assert removed.tokens == {"a": token}

@@ -1,0 +1,175 @@
+"""Store time: no decision on a reading older than one the store acted on; bad readings fail one call.
+
+The races are reproduced deterministically with :class:`PausingClock`, a legal clock (its
+``monotonic()`` never decreases) that stops the thread that read it right after the reading, until
+the test lets it go.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from support import WAIT, Recorder, run_bounded
+
+from conversation_expiry import (
+    ClockError,
+    ConversationExpiredError,
+    ConversationExpiryManager,
+    ExpiryReason,
+    ManualClock,
+)
+
+START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+
+class PausingClock(ManualClock):
+    """A ManualClock that pauses the thread named ``victim`` right after its next reading."""
+
+    def __init__(self) -> None:
+        super().__init__(START)
+        self.victim: str | None = None
+        self.read = threading.Event()  # the victim has its (soon stale) reading
+        self.go = threading.Event()
+
+    def reading(self) -> tuple[float, float]:
+        value = super().reading()
+        if threading.current_thread().name == self.victim:
+            self.victim = None
+            self.read.set()
+            assert self.go.wait(WAIT)
+        return value
+
+
+@pytest.fixture
+def clock() -> PausingClock:
+    return PausingClock()
+
+
+@pytest.fixture
+def manager(clock: PausingClock) -> Any:
+    recorder = Recorder()
+    m = ConversationExpiryManager(10, 3600, clock=clock, on_expire=recorder, autostart=False)
+    m.recorder = recorder  # type: ignore[attr-defined]
+    yield m
+    m.stop(timeout=WAIT)
+
+
+def stalled(clock: PausingClock, call: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    """Start ``call`` on a thread that stalls right after it read the clock."""
+    out: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            out["value"] = call()
+        except BaseException as exc:
+            out["error"] = exc
+
+    t = threading.Thread(target=target, name="stalled-caller", daemon=True)
+    clock.victim = t.name
+    t.start()
+    assert clock.read.wait(WAIT)
+    return t, out
+
+
+def resume(clock: PausingClock, t: threading.Thread) -> None:
+    clock.go.set()
+    t.join(WAIT)
+    assert not t.is_alive()
+
+
+def test_a_stalled_update_cannot_revive_a_conversation_seen_expired(manager, clock) -> None:
+    manager.register_conversation("a")
+    clock.advance(9)
+    t, out = stalled(clock, lambda: manager.update_activity("a"))  # reads 9: still live
+    clock.advance(2)
+    assert manager.is_expired("a") and manager.get("a") is None
+    with pytest.raises(ConversationExpiredError):
+        manager.update_activity("a")
+    resume(clock, t)
+    assert isinstance(out.get("error"), ConversationExpiredError)
+    assert manager.is_expired("a") and len(manager) == 0
+    assert manager.cleanup_expired() == ["a"]
+    assert manager.recorder.reasons("a") == [ExpiryReason.EXPIRED]
+
+
+def test_a_stalled_registration_starts_afresh_over_one_seen_expired(manager, clock) -> None:
+    first = manager.register_conversation("a")
+    ran: list[str] = []
+    manager.add_cleanup("a", lambda: ran.append("old"))
+    clock.advance(9)
+    t, out = stalled(clock, lambda: manager.register_conversation("a"))
+    clock.advance(2)
+    assert manager.is_expired("a")
+    resume(clock, t)
+    assert out["value"].created_at > first.created_at  # a new incarnation, not the old one
+    assert ran == ["old"] and manager.recorder.reasons("a") == [ExpiryReason.EXPIRED]
+
+
+def test_a_stalled_end_reports_an_expiry_seen_by_others(manager, clock) -> None:
+    manager.register_conversation("a")
+    clock.advance(9)
+    t, out = stalled(clock, lambda: manager.end_conversation("a"))
+    clock.advance(2)
+    assert manager.is_expired("a")
+    resume(clock, t)
+    assert out["value"] is False  # it was no longer live when it was ended
+    assert manager.recorder.reasons("a") == [ExpiryReason.EXPIRED]
+
+
+def test_a_stalled_update_cannot_put_a_conversation_behind_a_newer_one(manager, clock) -> None:
+    manager.register_conversation("a")
+    manager.register_conversation("b")
+    clock.advance(5)
+    t, _ = stalled(clock, lambda: manager.update_activity("a"))  # reads 5
+    clock.advance(3)
+    manager.update_activity("b")  # at 8: b now expires at 18
+    resume(clock, t)  # applied after b's, so it counts as activity at 8, not 5
+    clock.advance(8)  # 16: past 5 + 10, before 8 + 10
+    swept = manager.cleanup_expired()
+    still = [cid for cid in "ab" if not manager.is_expired(cid)]
+    assert swept == [] and still == ["a", "b"] and len(manager) == 2
+
+
+class OnceBadClock(ManualClock):
+    """Returns ``bad`` as its next reading, once."""
+
+    bad: object = None
+
+    def reading(self) -> tuple[float, float]:
+        value = super().reading()
+        if self.bad is not None:
+            bad, self.bad = self.bad, None
+            return bad, value[1]  # type: ignore[return-value]
+        return value
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "later", [1.0]])
+def test_one_bad_reading_costs_only_the_call_that_read_it(bad) -> None:
+    clock = OnceBadClock(START)
+    recorder = Recorder()
+    m = ConversationExpiryManager(10, 3600, clock=clock, on_expire=recorder, autostart=False)
+    m.register_conversation("a")
+    clock.bad = bad
+    with pytest.raises(ClockError):
+        m.register_conversation("b")
+    assert "b" not in m and len(m) == 1
+    clock.advance(11)
+    assert m.cleanup_expired() == ["a"]
+    assert recorder.reasons("a") == [ExpiryReason.EXPIRED]
+    clock.bad = bad
+    with pytest.raises(ClockError):
+        m.cleanup_expired()
+    m.register_conversation("c")
+    clock.advance(11)
+    assert m.cleanup_expired() == ["c"]
+
+
+def test_a_clock_error_names_the_reading() -> None:
+    clock = OnceBadClock(START)
+    m = ConversationExpiryManager(10, 3600, clock=clock, autostart=False)
+    clock.bad = float("nan")
+    with pytest.raises(ClockError, match="nan"):
+        run_bounded(lambda: m.is_expired("a"))
