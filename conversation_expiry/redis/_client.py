@@ -1,0 +1,121 @@
+"""The redis-py client: sensible defaults, faults as StoreUnavailableError, server checks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis
+from redis import exceptions as rx
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+from .._errors import StoreUnavailableError
+
+__all__ = ["check_client", "client_from_url", "unavailable", "warn_if_evictable"]
+
+logger = logging.getLogger("conversation_expiry")
+T = TypeVar("T")
+
+# Errors that mean "not reachable or not serving now": the call may succeed later unchanged.
+# BusyLoadingError, MaxConnectionsError and AuthenticationError are ConnectionErrors.
+_UNAVAILABLE: tuple[type[Exception], ...] = (
+    rx.ConnectionError,
+    rx.TimeoutError,
+    rx.ClusterDownError,  # MasterDownError is one
+    rx.TryAgainError,
+    rx.ReadOnlyError,
+    rx.OutOfMemoryError,
+    rx.ClusterError,
+    rx.RedisClusterException,  # SlotNotCoveredError, "cannot connect to any node"
+    rx.ChildDeadlockedError,
+)
+# Replies redis-py leaves as a plain ResponseError but that mean the same.
+_UNAVAILABLE_REPLIES = ("MISCONF", "NOREPLICAS", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "OOM")
+
+# from_url defaults: a call fails within about 4 x 2 s plus backoff when Redis is gone, rather
+# than redis-py's 11 x 5 s; a dead connection is noticed before it is used.
+DEFAULTS: dict[str, Any] = {
+    "socket_timeout": 2.0,
+    "socket_connect_timeout": 2.0,
+    "socket_keepalive": True,
+    "health_check_interval": 15,
+}
+_RETRIES = 3
+
+
+def unavailable(call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)``, with the client's unavailability raised as StoreUnavailableError."""
+    try:
+        return call(*args)
+    except _UNAVAILABLE as exc:
+        raise StoreUnavailableError(f"Redis is unavailable: {exc}") from exc
+    except rx.ResponseError as exc:
+        if str(exc).startswith(_UNAVAILABLE_REPLIES):
+            raise StoreUnavailableError(f"Redis is unavailable: {exc}") from exc
+        raise
+
+
+def client_from_url(url: object, kwargs: dict[str, Any]) -> redis.Redis:
+    if not isinstance(url, str):
+        raise TypeError(f"url must be a str, got {type(url).__name__}: {url!r:.80}")
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, got {url!r:.80}")
+    options = dict(DEFAULTS)
+    options["retry"] = Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), _RETRIES)
+    options.update(kwargs)
+    try:
+        return redis.Redis.from_url(url, **options)
+    except ValueError as exc:
+        raise ValueError(f"url is not a valid Redis URL ({exc}): {url!r:.80}") from None
+
+
+def check_client(client: object) -> None:
+    """Refuse what cannot work: not a client, or one that decodes replies (records are bytes)."""
+    if isinstance(client, type) or not callable(getattr(client, "register_script", None)):
+        raise TypeError(
+            f"client must be a redis.Redis or redis.cluster.RedisCluster, got {client!r:.80}"
+        )
+    encoder = getattr(client, "get_encoder", None)
+    if callable(encoder) and getattr(encoder(), "decode_responses", False):
+        raise ValueError(
+            "client must not decode responses (decode_responses=True): the store's records "
+            "are binary; pass a client made with decode_responses=False"
+        )
+
+
+def _policies(reply: object) -> list[str]:
+    """The maxmemory-policy values in a CONFIG GET reply (a Cluster's: one per node)."""
+    if not isinstance(reply, dict):
+        return []
+    found = []
+    for key, value in reply.items():
+        if isinstance(value, dict):
+            found.extend(_policies(value))
+        elif (key.decode() if isinstance(key, bytes) else str(key)) == "maxmemory-policy":
+            found.append(value.decode() if isinstance(value, bytes) else str(value))
+    return found
+
+
+def warn_if_evictable(client: Any, prefix: bytes) -> bool:
+    """Log once (WARNING) if the server may evict the store's keys; True if it warned.
+
+    The keys have no TTL, so only the ``allkeys-*`` policies can evict them. A refused CONFIG
+    (managed Redis) or an unreachable server is not an error here: the check is advice.
+    """
+    try:
+        policies = _policies(client.config_get("maxmemory-policy"))
+    except (rx.RedisError, OSError):
+        return False
+    evicting = sorted({p for p in policies if p.startswith("allkeys-")})
+    if not evicting:
+        return False
+    logger.warning(
+        "Redis maxmemory-policy is %s: under memory pressure the server may evict the "
+        "conversation store's keys (%s*), losing conversations and their pending cleanups; "
+        "use noeviction or a volatile-* policy",
+        "/".join(evicting),
+        prefix.decode("utf-8", "replace"),
+    )
+    return True

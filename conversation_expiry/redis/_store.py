@@ -1,0 +1,326 @@
+"""RedisStore: the conversation store protocol on Redis, for managers in many processes.
+
+Every change is one Lua script (``lua/``), decided on the server's clock (or the manager's
+clock when it is not a SystemClock) guarded by a high-water mark, so the store's time never
+runs backwards. Conversations leave by being claimed under a lease that this process's lease
+keeper renews, then acknowledged; lapsed claims are taken over by any process's next sweep.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from .._clock import Clock, SystemClock, WallOffset, reader
+from .._errors import ConversationExpiredError, ConversationNotFoundError, StoreUnavailableError
+from .._state import ConversationState, ExpiryReason
+from .._store import Departures, Policy, Sweep
+from .._validation import to_seconds
+from . import _codec
+from ._client import check_client, client_from_url, unavailable, warn_if_evictable
+from ._codec import Claim, decode_id, encode_id, live_state, to_datetime, to_us
+from ._events import Held
+from ._lease import LeaseKeeper, track_store
+from ._scripts import Scripts, key_names
+
+__all__ = ["RedisStore"]
+
+logger = logging.getLogger("conversation_expiry")
+
+_ACK_CHUNK = 1000
+_NOW = b""  # the time argument that means "the server's TIME"
+
+
+def _check_namespace(namespace: object) -> str:
+    if not isinstance(namespace, str):
+        raise TypeError(
+            f"namespace must be a str, got {type(namespace).__name__}: {namespace!r:.80}"
+        )
+    if not namespace or "{" in namespace or "}" in namespace:
+        raise ValueError(
+            f"namespace must be a non-empty str without '{{' or '}}', got {namespace!r:.80}"
+        )
+    try:
+        namespace.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"namespace must be encodable as UTF-8, got {namespace!r:.80}") from None
+    return namespace
+
+
+class RedisStore:
+    """Conversations of one namespace in Redis, shared by every process that uses it.
+
+    ``lease`` (seconds): how long a claim stays this process's without renewal; its lease
+    keeper renews it every ``lease / 3`` while the process lives. Eviction at
+    ``max_conversations`` (which bounds the whole namespace) takes the conversation nearest its
+    deadline, past-due ones first; a claim that lapsed three times is dead-lettered.
+    """
+
+    shared = True
+
+    def __init__(
+        self, client: Any, *, namespace: str = "conversation-expiry", lease: float = 30.0
+    ) -> None:
+        check_client(client)
+        self.namespace = _check_namespace(namespace)
+        self.lease = to_seconds("lease", lease)
+        self.prefix, keys = key_names(self.namespace)
+        self.keys: list[bytes] = keys
+        self._client = client
+        self._owns_client = False
+        self._scripts = Scripts(client)
+        self._lease_us = str(to_us(self.lease)).encode()
+        self._read: Callable[[], tuple[float, float]] | None = None
+        self._policy: list[bytes] | None = None
+        self._offset_obj: object = None
+        self._offset_us = 0
+        self._held = Held()
+        self._unacked: list[Claim] = []
+        self.late_acks = 0  # acknowledgements of this process that came after a takeover
+        self.maxmemory_warned = False
+        self._new_owner()
+        self._keeper = LeaseKeeper(self._renew, self._retry_acks, self.lease / 3)
+        track_store(self)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        namespace: str = "conversation-expiry",
+        lease: float = 30.0,
+        **client_kwargs: Any,
+    ) -> RedisStore:
+        """A store on a new client for ``url``; ``client_kwargs`` override the defaults
+        (2 s socket timeouts, 3 retries with jittered exponential backoff, health checks)."""
+        _check_namespace(namespace)
+        to_seconds("lease", lease)
+        store = cls(client_from_url(url, client_kwargs), namespace=namespace, lease=lease)
+        store._owns_client = True
+        return store
+
+    def __repr__(self) -> str:
+        return f"RedisStore(namespace={self.namespace!r}, lease={self.lease})"
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _new_owner(self) -> None:
+        self.owner = os.urandom(8).hex().encode()  # 16 bytes, the claims' owner field
+        self._requests = itertools.count()
+        self._common = [_NOW, self.owner, self._lease_us]
+
+    def _after_fork_in_child(self) -> None:
+        # A child is another process: its claims are its own, the parent's stay the parent's.
+        self._new_owner()
+        self._unacked = []
+        self._held.reset_after_fork()
+
+    def _now_arg(self) -> bytes:
+        read = self._read
+        if read is None:
+            return _NOW
+        mono, offset = read()
+        if type(offset) is WallOffset:
+            if offset is not self._offset_obj:
+                self._offset_obj = offset
+                self._offset_us = _codec.us_of(offset.base)
+            return str(self._offset_us + round((mono - offset.mono) * 1e6)).encode()
+        return str(round((mono + offset) * 1e6)).encode()
+
+    def _run(self, script: Any, args: list[Any], request: bool = False) -> Any:
+        keys = self.keys
+        if request:  # a key for the reply, so a retried request gets the first one
+            keys = [*keys, self.prefix + b"r:" + self.owner + b":%d" % next(self._requests)]
+        if self._read is None:
+            argv = self._common + args
+        else:
+            argv = [self._now_arg(), self.owner, self._lease_us, *args]
+        return unavailable(script, keys, argv)
+
+    def _policy_args(self) -> list[bytes]:
+        if self._policy is None:
+            raise RuntimeError("RedisStore.bind() must be called before register/ensure")
+        return self._policy
+
+    def _departures(self, blobs: list[bytes], now: bytes) -> Departures:
+        deps, decoded = _codec.departures(blobs, now)
+        if decoded:
+            assert deps.claim is not None
+            self._keeper.add(deps.claim.incarnations)
+            self._held.forget([d.incarnation for d in decoded if d.held])
+        return deps
+
+    # -- the protocol -----------------------------------------------------------------------
+
+    def bind(self, policy: Policy, clock: Clock) -> None:
+        if self._policy is not None:
+            raise RuntimeError("this RedisStore is already bound to a manager")
+        self._policy = [
+            str(to_us(policy.ttl)).encode(),
+            b"0" if policy.max_age is None else str(to_us(policy.max_age)).encode(),
+            b"0" if policy.warning_before is None else str(to_us(policy.warning_before)).encode(),
+            str(policy.max_conversations or 0).encode(),
+        ]
+        if not isinstance(clock, SystemClock):
+            self._read = reader(clock)  # a ManualClock (tests) drives the store's time
+        self.maxmemory_warned = warn_if_evictable(self._client, self.prefix)
+
+    def register(
+        self, cid: str, ttl: float | None, metadata: str | None
+    ) -> tuple[ConversationState, Departures]:
+        pol = self._policy_args()
+        md = [b"0", b""] if metadata is None else [b"1", metadata.encode("utf-8", "surrogatepass")]
+        ttl_arg = b"" if ttl is None else str(to_us(ttl)).encode()
+        args = [encode_id(cid), b"r", b"1", ttl_arg, *pol, *md]
+        _started, raw, now, blobs = self._run(self._scripts.start, args, request=True)
+        return live_state(cid, raw), self._departures(blobs, now)
+
+    def ensure(self, cid: str, extend: bool) -> tuple[ConversationState, bool, Departures]:
+        pol = self._policy_args()
+        args = [encode_id(cid), b"e", b"1" if extend else b"0", b"", *pol, b"0", b""]
+        started, raw, now, blobs = self._run(self._scripts.start, args, request=True)
+        return live_state(cid, raw), bool(started), self._departures(blobs, now)
+
+    def touch(self, cid: str, extend: bool) -> ConversationState:
+        reply = self._run(self._scripts.touch, [encode_id(cid), b"1" if extend else b"0"])
+        if type(reply) is bytes:
+            return live_state(cid, reply)
+        if reply == 0:
+            raise ConversationNotFoundError(cid)
+        raise ConversationExpiredError(cid)
+
+    def get(self, cid: str) -> ConversationState | None:
+        reply = self._run(self._scripts.read, [encode_id(cid)])
+        return live_state(cid, reply[0]) if reply else None
+
+    def is_live(self, cid: str) -> bool:
+        return bool(self._run(self._scripts.read, [encode_id(cid)]))
+
+    def count(self) -> int:
+        return int(self._run(self._scripts.count, []))
+
+    def hold(self, cid: str) -> int:
+        self._held.start_reading(self._run, self._scripts.events)
+        inc = int(self._run(self._scripts.hold, [encode_id(cid)]))
+        if inc == -1:
+            raise ConversationNotFoundError(cid)
+        if inc == -2:
+            raise ConversationExpiredError(cid)
+        self._held.add(inc, cid)
+        return inc
+
+    def end(self, cid: str) -> Departures:
+        now, blobs = self._run(self._scripts.end, [encode_id(cid)], request=True)
+        return self._departures(blobs, now)
+
+    def claim(self, limit: int) -> Sweep:
+        now, more, next_warning, blobs, warned, dead = self._run(self._scripts.claim, [limit])
+        deps = self._departures(blobs, now)
+        warned_states = [
+            live_state(decode_id(warned[n]), warned[n + 1]) for n in range(0, len(warned), 2)
+        ]
+        for blob in dead:
+            gone = _codec.decode_claimed(blob)
+            logger.error(
+                "conversation %r (incarnation %d): its claim lapsed %d times (its cleanup keeps "
+                "taking processes down?); moved to the dead-letter set %r, not taken over again",
+                gone.state[0], gone.incarnation, gone.lapses, (self.prefix + b"x").decode(),
+            )
+        wait = float(next_warning) / 1e6 if next_warning else None
+        return Sweep(deps, warned_states, bool(more), wait)
+
+    def ack(self, departures: Departures) -> None:
+        claim = departures.claim
+        if not isinstance(claim, Claim) or claim.acked:
+            return
+        try:
+            self._ack(claim)
+        except StoreUnavailableError:
+            self._unacked.append(claim)  # the keeper retries, so the claim is not renewed forever
+            self._keeper.acks_pending()
+            raise
+
+    def _ack(self, claim: Claim) -> None:
+        incs = claim.incarnations
+        late = 0
+        for start in range(0, len(incs), _ACK_CHUNK):
+            late += int(self._run(self._scripts.ack, incs[start : start + _ACK_CHUNK]))
+        claim.acked = True
+        self._keeper.discard(incs)
+        self.late_acks += late
+
+    def _retry_acks(self) -> bool:
+        while self._unacked:
+            claim = self._unacked[0]
+            if not claim.acked:
+                self._ack(claim)
+            self._unacked.pop(0)
+        return False
+
+    def _renew(self, incarnations: list[bytes]) -> list[bytes]:
+        return list(self._run(self._scripts.renew, incarnations))
+
+    def drain(self, limit: int) -> Departures:
+        # Other processes still serve every conversation: nothing leaves at this one's shutdown.
+        return Departures([], [], {}, float(self._now_arg() or time.time() * 1e6) / 1e6)
+
+    def left_elsewhere(self) -> list[tuple[str, int, ExpiryReason]]:
+        return self._held.left_elsewhere(
+            self._run, self._scripts.events, self._scripts.gone, self.owner
+        )
+
+    def close(self) -> None:
+        self._keeper.close(timeout=5.0)
+        if self._owns_client:
+            self._client.close()
+
+    # -- for operators ----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """Counts of the namespace: live, due (past due, not yet claimed), claimed, dead,
+        late_acks and takeovers (of every process), outstanding (this process's claims)."""
+        live, due, claimed, dead, late, takeovers, _now = self._run(self._scripts.stats, [])
+        return {
+            "live": int(live),
+            "due": int(due),
+            "claimed": int(claimed),
+            "dead": int(dead),
+            "late_acks": int(late),
+            "takeovers": int(takeovers),
+            "outstanding": self._keeper.outstanding,
+        }
+
+    def next_deadlines(self, n: int) -> list[tuple[str, datetime]]:
+        """The ``n`` live conversations nearest their deadlines, nearest first."""
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be a non-negative int, got {n!r:.80}")
+        reply = self._run(self._scripts.deadlines, [n]) if n else []
+        return [
+            (decode_id(reply[i]), to_datetime(float(reply[i + 1]))) for i in range(0, len(reply), 2)
+        ]
+
+    def dead_letters(self, n: int = 100) -> list[ConversationState]:
+        """Up to ``n`` dead-lettered conversations (states as claimed), for operators."""
+        key = self.prefix + b"x"
+        found: list[ConversationState] = []
+        cursor = 0
+        while len(found) < n:
+            cursor, batch = unavailable(self._client.hscan, key, cursor, None, min(n, 500))
+            found += [_codec.decode_claimed(b).state for b in batch.values()]
+            if not cursor:
+                break
+        return found[:n]
+
+    def forget_dead_letters(self) -> int:
+        """Delete the dead-letter set (after an operator dealt with it); returns how many."""
+        key = self.prefix + b"x"
+        count = int(unavailable(self._client.hlen, key))
+        unavailable(self._client.delete, key)
+        return count
+
+

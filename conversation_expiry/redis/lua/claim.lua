@@ -1,0 +1,104 @@
+-- claim: one bounded batch of a sweep. Takes over claims whose lease lapsed (or dead-letters
+-- them after DEAD_AFTER lapses), claims past-due conversations, then marks those entering their
+-- warning window. ARGV[4] limit.
+-- Reply: {now, more 0/1, seconds to the next warning ('' = none), {claimed records},
+--         {warned id, record, ...}, {dead-lettered records}}.
+--
+-- Not remembered for a retry: a batch whose reply was lost stays claimed by this process,
+-- unrenewed, and is taken over after the lease like any other lapsed claim.
+
+local now = now_rw()
+local limit = tonumber(ARGV[4])
+local out, warned, dead = {}, {}, {}
+local horizon = fmt(now)
+
+-- 1. Lapsed claims: the process that held them died or stalled for longer than its lease.
+local lapsed = redis.call('ZRANGE', L, '-inf', '(' .. horizon, 'BYSCORE', 'LIMIT', 0, limit)
+if #lapsed > 0 then
+  redis.call('ZREMRANGEBYSCORE', T, '-inf', fmt(now - TAKEN_FOR))
+  for _, inc in ipairs(lapsed) do
+    local blob = redis.call('HGET', K, inc)
+    if not blob then
+      redis.call('ZREM', L, inc)
+    else
+      local owner, reason, lapses, idlen = struct.unpack(HEAD, blob)
+      lapses = lapses + 1
+      local rest = string.sub(blob, HEAD_LEN + 1)
+      redis.call('ZADD', T, horizon, inc .. ':' .. owner)
+      redis.call('HINCRBY', M, 'takeovers', 1)
+      if lapses >= DEAD_AFTER then
+        local moved = struct.pack(HEAD, owner, reason, lapses, idlen) .. rest
+        redis.call('HDEL', K, inc)
+        redis.call('ZREM', L, inc)
+        redis.call('HSET', X, inc, moved)
+        dead[#dead + 1] = moved
+        local r = rec_read(rest)
+        if math.floor(r.f / HELD) % 2 == 1 then
+          -- The processes holding cleanups for it run them: it has left, if uncleanly.
+          publish(string.sub(rest, REC_LEN + 1, REC_LEN + idlen), inc, reason, '')
+        end
+      else
+        local taken = struct.pack(HEAD, OWNER, reason, lapses, idlen) .. rest
+        redis.call('HSET', K, inc, taken)
+        redis.call('ZADD', L, fmt(now + LEASE), inc)
+        out[#out + 1] = taken
+      end
+    end
+  end
+end
+
+-- 2. Past due: deadline < now. They are the lowest ranks of D, so they leave D in one call.
+local room = limit - #out - #dead
+if room > 0 then
+  local due = redis.call('ZRANGE', D, '-inf', '(' .. horizon, 'BYSCORE', 'LIMIT', 0, room)
+  if #due > 0 then
+    local raws = redis.call('HMGET', C, unpack(due))
+    for n, cid in ipairs(due) do
+      local raw = raws[n]
+      if raw then
+        local r = rec_read(raw)
+        claim_record(cid, r, due_reason(r), now, out)
+      end
+    end
+    redis.call('HDEL', C, unpack(due))
+    redis.call('ZREMRANGEBYRANK', D, 0, #due - 1)
+  end
+end
+
+-- 3. Warnings: warning time <= now, for those not yet warned.
+room = limit - #out - #dead
+if room > 0 then
+  local due = redis.call('ZRANGE', W, '-inf', horizon, 'BYSCORE', 'LIMIT', 0, room)
+  if #due > 0 then
+    local raws = redis.call('HMGET', C, unpack(due))
+    for n, cid in ipairs(due) do
+      local raw = raws[n]
+      if raw then
+        local r = rec_read(raw)
+        if r.f % 2 == 0 then
+          r.f = r.f + WARNED
+        end
+        local fixed = rec_fixed(r) .. r.m
+        redis.call('HSET', C, cid, fixed)
+        warned[#warned + 1] = cid
+        warned[#warned + 1] = fixed
+      end
+    end
+    redis.call('ZREMRANGEBYRANK', W, 0, #due - 1)
+  end
+end
+
+local more = 0
+if #out + #warned / 2 + #dead >= limit then
+  more = 1
+end
+local next_warning = ''
+local first = redis.call('ZRANGE', W, 0, 0, 'WITHSCORES')
+if #first > 0 then
+  local wait = tonumber(first[2]) - now
+  if wait < 0 then
+    wait = 0
+  end
+  next_warning = fmt(wait)
+end
+return { fmt(now), more, next_warning, out, warned, dead }

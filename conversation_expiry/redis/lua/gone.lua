@@ -1,0 +1,27 @@
+-- gone: which held incarnations have left, when the stream was trimmed past a reader's cursor.
+-- ARGV[4...] pairs of id, incarnation. Reply: {id, incarnation, reason, ...} of those gone
+-- (reason 0 when no trace is left: it was acknowledged and its stream entry trimmed).
+
+local out = {}
+for n = 4, #ARGV, 2 do
+  local cid, inc = ARGV[n], ARGV[n + 1]
+  local here = false
+  local raw = redis.call('HGET', C, cid)
+  if raw and fmt(rec_read(raw).i) == inc then
+    here = true
+  elseif redis.call('HEXISTS', K, inc) == 1 then
+    here = true -- claimed, not yet acknowledged: its ack will publish it
+  end
+  if not here then
+    local reason = 0
+    local blob = redis.call('HGET', X, inc)
+    if blob then
+      local _, r = struct.unpack(HEAD, blob)
+      reason = r
+    end
+    out[#out + 1] = cid
+    out[#out + 1] = inc
+    out[#out + 1] = reason
+  end
+end
+return out

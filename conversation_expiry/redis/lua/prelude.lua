@@ -1,0 +1,153 @@
+-- Shared by every script (prepended at load time; redis has no include).
+--
+-- KEYS, the same for every script, all under one hash tag so a Cluster keeps them in one slot:
+--   C  hash   id -> live record (see REC below)
+--   D  zset   id -> deadline (microseconds): what is due, the live count, eviction order
+--   W  zset   id -> warning time, for conversations with a warning window not yet warned
+--   K  hash   incarnation -> claimed record (claim header + live record + id)
+--   L  zset   incarnation -> lease deadline of its claim
+--   X  hash   incarnation -> claimed record, for the dead-lettered
+--   S  stream departures of held conversations, read by the processes holding cleanups
+--   M  hash   hw (time high-water mark), inc (incarnation counter), late, takeovers, dead
+--   T  zset   "incarnation:owner" -> time a claim was taken from that owner (late acks)
+--   R  string the reply of one request, for a retried request (only scripts that use it)
+-- ARGV[1] time in microseconds ('' = the server's TIME), ARGV[2] owner (16 bytes),
+-- ARGV[3] lease in microseconds; a script's own arguments follow.
+--
+-- Times are integral microseconds: Lua numbers are doubles, exact below 2^53 (year 2255), so
+-- deadline arithmetic is exact. Numbers are passed to redis as '%.17g' strings because redis
+-- would turn a Lua number into '%.14g' text and drop the low digits.
+
+local C, D, W, K, L, X, S, M, T, R =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
+local OWNER, LEASE = ARGV[2], tonumber(ARGV[3])
+
+-- A live record: created, last activity, ttl, max_age (0: none), warning_before (0: none),
+-- incarnation, flags; then the metadata JSON text (empty: none). 49 bytes + metadata.
+local REC = '<ddddddB'
+local REC_LEN = 49
+-- A claimed record starts with: owner, reason, lapsed claims, id length; then REC, id, metadata.
+local HEAD = '<c16BBI4'
+local HEAD_LEN = 22
+local WARNED, HELD = 1, 2
+local EXPIRED, ENDED, EVICTED, MAX_AGE = 1, 2, 3, 5
+local DEAD_AFTER = 3       -- lapsed claims before a conversation is dead-lettered
+local STREAM_LEN = 10000   -- departures of held conversations kept (approximately)
+local TAKEN_FOR = 86400e6  -- how long a takeover is remembered, to count a late ack
+
+local function fmt(x)
+  return string.format('%.17g', x)
+end
+
+-- The store's time: the given reading or the server's, never below the high-water mark.
+local function clock()
+  local t
+  if ARGV[1] ~= '' then
+    t = tonumber(ARGV[1])
+  else
+    local tm = redis.call('TIME')
+    t = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
+  end
+  local hw = tonumber(redis.call('HGET', M, 'hw') or 0)
+  if t <= hw then
+    return hw, false
+  end
+  return t, true
+end
+
+-- For scripts that act on the time: it is recorded, so no later call decides on an earlier one.
+local function now_rw()
+  local t, ahead = clock()
+  if ahead then
+    redis.call('HSET', M, 'hw', fmt(t))
+  end
+  return t
+end
+
+local function now_ro()
+  return (clock())
+end
+
+local function rec_read(s)
+  local c, l, t, a, w, i, f = struct.unpack(REC, s)
+  return { c = c, l = l, t = t, a = a, w = w, i = i, f = f, m = string.sub(s, REC_LEN + 1) }
+end
+
+local function rec_fixed(r)
+  return struct.pack(REC, r.c, r.l, r.t, r.a, r.w, r.i, r.f)
+end
+
+local function deadline(r)
+  local d = r.l + r.t
+  if r.a > 0 and r.c + r.a < d then
+    d = r.c + r.a
+  end
+  return d
+end
+
+-- Why a past-due record is due: MAX_AGE when the max_age cap came before the idle deadline.
+local function due_reason(r)
+  if r.a > 0 and r.c + r.a < r.l + r.t then
+    return MAX_AGE
+  end
+  return EXPIRED
+end
+
+-- Record activity at `now`: last moves forward only; a warning stands until the deadline
+-- leaves the warning window. Writes the record, its deadline and its warning time.
+local function activity(cid, r, now, extend)
+  if extend and now > r.l then
+    r.l = now
+  end
+  local d = deadline(r)
+  if r.w > 0 then
+    if r.f % 2 == WARNED then
+      if d - r.w > now then
+        r.f = r.f - WARNED
+        redis.call('ZADD', W, fmt(d - r.w), cid)
+      end
+    else
+      redis.call('ZADD', W, fmt(d - r.w), cid)
+    end
+  end
+  redis.call('HSET', C, cid, rec_fixed(r) .. r.m)
+  redis.call('ZADD', D, fmt(d), cid)
+  return r
+end
+
+local function publish(cid, inc, reason, owner)
+  redis.call('XADD', S, 'MAXLEN', '~', STREAM_LEN, '*', 'c', cid, 'i', inc, 'r', reason, 'o', owner)
+end
+
+-- Move a live record to the claimed ones under this process's lease; append its claimed
+-- record to `out`. The caller removes it from C and D (in bulk where it can).
+local function claim_record(cid, r, reason, now, out)
+  local inc = fmt(r.i)
+  local blob = struct.pack(HEAD, OWNER, reason, 0, #cid) .. rec_fixed(r) .. cid .. r.m
+  redis.call('HSET', K, inc, blob)
+  redis.call('ZADD', L, fmt(now + LEASE), inc)
+  if r.w > 0 then
+    redis.call('ZREM', W, cid)
+  end
+  out[#out + 1] = blob
+end
+
+local function claim_one(cid, r, reason, now, out)
+  claim_record(cid, r, reason, now, out)
+  redis.call('HDEL', C, cid)
+  redis.call('ZREM', D, cid)
+end
+
+-- A retried request (redis-py re-sends a command whose reply was lost) gets the first reply.
+local function replay()
+  local seen = redis.call('GET', R)
+  if seen then
+    return cmsgpack.unpack(seen)
+  end
+  return nil
+end
+
+local function remember(reply)
+  redis.call('SET', R, cmsgpack.pack(reply), 'PX', 120000)
+  return reply
+end

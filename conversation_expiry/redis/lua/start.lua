@@ -1,0 +1,75 @@
+-- register / ensure: touch a live conversation, or start it afresh (claiming the past-due
+-- incarnation it replaces and, at capacity, the conversations evicted to make room).
+-- ARGV[4] id, [5] 'r' register / 'e' ensure, [6] extend '1'/'0', [7] ttl (us, '' = default),
+-- [8] default ttl, [9] max_age (0: none), [10] warning_before (0: none), [11] capacity
+-- (0: none), [12] '1' if metadata is given, [13] metadata.
+-- Reply: {started 0/1, record, now, {claimed records}}.
+
+local seen = replay()
+if seen then
+  return seen
+end
+local now = now_rw()
+local cid, register, extend = ARGV[4], ARGV[5] == 'r', ARGV[6] == '1'
+local ttl = ARGV[7]
+local out = {}
+
+local raw = redis.call('HGET', C, cid)
+if raw then
+  local r = rec_read(raw)
+  if now <= deadline(r) then
+    if register then
+      if ttl ~= '' then
+        r.t = tonumber(ttl)
+      end
+      if ARGV[12] == '1' then
+        r.m = ARGV[13]
+      end
+    end
+    activity(cid, r, now, extend)
+    -- Nothing started or claimed: running this twice is two activities, no need to remember.
+    return { 0, rec_fixed(r) .. r.m, fmt(now), out }
+  end
+  claim_one(cid, r, due_reason(r), now, out)
+end
+
+-- At capacity: the conversation nearest its deadline makes room (past-due ones first, with
+-- their own reason). Bounded per call, so a capacity lowered by another process is reached
+-- over several registrations rather than in one long script.
+local cap = tonumber(ARGV[11])
+if cap > 0 then
+  local room = 64
+  while room > 0 and redis.call('HLEN', C) >= cap do
+    local first = redis.call('ZRANGE', D, 0, 0, 'WITHSCORES')
+    if #first == 0 then
+      break
+    end
+    local victim = first[1]
+    local vraw = redis.call('HGET', C, victim)
+    if vraw then
+      local v = rec_read(vraw)
+      local reason = EVICTED
+      if now > tonumber(first[2]) then
+        reason = due_reason(v)
+      end
+      claim_one(victim, v, reason, now, out)
+    else
+      redis.call('ZREM', D, victim) -- a deadline without a record: never written, but harmless
+    end
+    room = room - 1
+  end
+end
+
+if ttl == '' then
+  ttl = ARGV[8]
+end
+local md = ''
+if ARGV[12] == '1' then
+  md = ARGV[13]
+end
+local r = {
+  c = now, l = now, t = tonumber(ttl), a = tonumber(ARGV[9]), w = tonumber(ARGV[10]),
+  i = redis.call('HINCRBY', M, 'inc', 1), f = 0, m = md,
+}
+activity(cid, r, now, false)
+return remember({ 1, rec_fixed(r) .. r.m, fmt(now), out })
