@@ -79,7 +79,13 @@ class Queue:
         if ring is self.fresh or ring is self.warned:
             tally = self.fresh_tally if ring is self.fresh else self.warned_tally
             tally.dropped_head(ring, 1)
-        else:  # out of the middle (end_conversation on an unswept one): count afresh
+        elif self.warned.next is self.warned:  # out of the middle of the fresh ring
+            tally = self.fresh_tally
+            if tally.past and e.last <= tally.mark.last:  # in the counted prefix
+                tally.past -= 1
+                if tally.mark is e:
+                    tally.mark = e.prev
+        else:  # out of the middle of one of two rings: count afresh
             self.fresh_tally = Tally(self.fresh)
             self.warned_tally = Tally(self.warned)
 

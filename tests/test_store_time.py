@@ -1,4 +1,4 @@
-"""Store time: no decision on a reading older than one the store acted on; bad readings fail one call.
+"""Store time: no decision on a reading older than one acted on; a bad reading fails one call.
 
 The races are reproduced deterministically with :class:`PausingClock`, a legal clock (its
 ``monotonic()`` never decreases) that stops the thread that read it right after the reading, until

@@ -1,0 +1,105 @@
+"""Whatever a callable raises, every conversation already claimed still gets its callables once.
+
+``BaseException`` subclasses that are not ``Exception`` (``asyncio.CancelledError``,
+``GeneratorExit``, custom ones) are contained like exceptions; ``SystemExit`` and
+``KeyboardInterrupt`` reach a synchronous caller, but only after the whole batch ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from conversation_expiry import ConversationExpiryManager
+
+
+class Custom(BaseException):
+    pass
+
+
+CONTAINED = [asyncio.CancelledError, GeneratorExit, Custom]
+EXITS = [SystemExit, KeyboardInterrupt]
+
+
+def manager_with(clock, on_expire) -> ConversationExpiryManager:
+    return ConversationExpiryManager(10, 3600, clock=clock, on_expire=on_expire, autostart=False)
+
+
+def raising_for(cid: str, exc: type[BaseException], calls: list[str]):
+    def on_expire(state, reason) -> None:
+        calls.append(state.id)
+        if state.id == cid:
+            raise exc()
+
+    return on_expire
+
+
+@pytest.mark.parametrize("exc", CONTAINED, ids=lambda e: e.__name__)
+def test_a_contained_base_exception_does_not_lose_the_rest_of_the_batch(clock, exc, caplog):
+    calls: list[str] = []
+    m = manager_with(clock, raising_for("b", exc, calls))
+    cleaned: list[str] = []
+    for cid in "abc":
+        m.register_conversation(cid)
+        m.add_cleanup(cid, lambda cid=cid: cleaned.append(cid))
+    clock.advance(11)
+    with caplog.at_level(logging.ERROR, logger="conversation_expiry"):
+        assert sorted(m.cleanup_expired()) == ["a", "b", "c"]
+    assert sorted(calls) == ["a", "b", "c"] and sorted(cleaned) == ["a", "b", "c"]
+    assert exc.__name__ in caplog.text and "'b'" in caplog.text
+
+
+@pytest.mark.parametrize("exc", CONTAINED, ids=lambda e: e.__name__)
+def test_a_contained_base_exception_from_a_cleanup_does_not_stop_the_others(clock, exc):
+    calls: list[str] = []
+    m = manager_with(clock, lambda s, r: calls.append(s.id))
+    m.register_conversation("a")
+    m.add_cleanup("a", lambda: calls.append("first"))
+
+    def bad() -> None:
+        raise exc()
+
+    m.add_cleanup("a", bad)
+    assert m.end_conversation("a") is True
+    assert calls == ["first", "a"]
+
+
+@pytest.mark.parametrize("exc", EXITS, ids=lambda e: e.__name__)
+def test_an_exit_from_on_expire_reaches_the_caller_after_the_whole_batch(clock, exc, caplog):
+    calls: list[str] = []
+    m = manager_with(clock, raising_for("a", exc, calls))
+    for cid in "abc":
+        m.register_conversation(cid)
+    clock.advance(11)
+    with caplog.at_level(logging.ERROR, logger="conversation_expiry"), pytest.raises(exc):
+        m.cleanup_expired()
+    assert sorted(calls) == ["a", "b", "c"]  # the others ran before it was raised again
+    assert exc.__name__ in caplog.text  # never silent
+    assert len(m) == 0 and m.cleanup_expired() == []  # and none of them runs twice
+
+
+@pytest.mark.parametrize("exc", EXITS, ids=lambda e: e.__name__)
+def test_an_exit_from_a_cleanup_of_end_conversation_still_runs_on_expire(clock, exc):
+    calls: list[str] = []
+    m = manager_with(clock, lambda s, r: calls.append(f"{s.id}:{r.value}"))
+    m.register_conversation("a")
+
+    def bad() -> None:
+        raise exc()
+
+    m.add_cleanup("a", bad)
+    with pytest.raises(exc):
+        m.end_conversation("a")
+    assert calls == ["a:ended"] and "a" not in m
+
+
+def test_stop_with_cleanup_remaining_runs_every_conversation_despite_an_exit(clock):
+    calls: list[str] = []
+    m = manager_with(clock, raising_for("a", KeyboardInterrupt, calls))
+    for cid in "abc":
+        m.register_conversation(cid)
+    with pytest.raises(KeyboardInterrupt):
+        m.stop(cleanup_remaining=True)
+    assert sorted(calls) == ["a", "b", "c"] and len(m) == 0

@@ -1,0 +1,100 @@
+"""How sweeps meet the rest of the manager: stop() mid-sweep, len() cost, warning wake-ups."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+from support import WAIT
+
+from conversation_expiry import ConversationExpiryManager, ManualClock, MemoryStore
+from conversation_expiry._manager import SWEEP_BATCH
+from conversation_expiry._rings import Tally
+
+
+def test_stop_returns_after_the_batch_in_progress_not_the_whole_sweep(clock: ManualClock) -> None:
+    sweeping, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def on_expire(state, reason) -> None:
+        calls.append(state.id)
+        sweeping.set()
+        assert release.wait(WAIT)
+
+    m = ConversationExpiryManager(10, 0.01, clock=clock, on_expire=on_expire)
+    for i in range(SWEEP_BATCH * 4):
+        m.register_conversation(f"c{i}")
+    clock.advance(11)
+    assert sweeping.wait(WAIT)  # the thread is inside the first batch's callables
+    stopper = threading.Thread(target=m.stop, kwargs={"timeout": WAIT})
+    stopper.start()
+    release.set()
+    stopper.join(WAIT)
+    assert not stopper.is_alive() and not m.running
+    assert len(calls) == SWEEP_BATCH  # the batch claimed finished; the rest were not claimed
+    m.stop(cleanup_remaining=True)
+    assert len(calls) == SWEEP_BATCH * 4 and len(set(calls)) == SWEEP_BATCH * 4
+
+
+def test_len_counts_each_past_due_conversation_once_however_often_it_is_asked(
+    clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = ConversationExpiryManager(10, 3600, clock=clock, autostart=False)
+    for i in range(1000):
+        m.register_conversation(f"c{i}")
+    clock.advance(5)
+    m.register_conversation("live")
+    clock.advance(6)
+    walked: list[int] = []
+    advance = Tally.advance
+
+    def counting(tally: Tally, ttl: float, now: float) -> int:
+        before = tally.past
+        result = advance(tally, ttl, now)
+        walked.append(result - before)
+        return result
+
+    monkeypatch.setattr(Tally, "advance", counting)
+    assert len(m) == 1 and len(m) == 1 and len(m) == 1
+    assert walked[::2] == [1000, 0, 0]  # later calls walk nothing: O(1), not O(past due)
+    assert m.end_conversation("c500") is False  # past due: out of the middle of the ring
+    assert len(m) == 1
+    assert sum(walked) == 1000
+    assert len(m.cleanup_expired()) == 999 and len(m) == 1
+
+
+def test_registrations_with_warnings_wake_the_thread_only_when_a_warning_is_due_sooner(
+    clock: ManualClock,
+) -> None:
+    class CountingStore(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.claims = 0
+            self.swept = threading.Event()
+
+        def claim(self, limit: int):  # type: ignore[no-untyped-def]
+            sweep = super().claim(limit)
+            self.claims += 1
+            self.swept.set()
+            return sweep
+
+    store = CountingStore()
+    m = ConversationExpiryManager(
+        60, 3600, clock=clock, warning_before=5, on_warning=lambda s: None, store=store
+    )
+    try:
+        m.register_conversation("first")  # nothing known yet: wakes the thread
+        assert store.swept.wait(WAIT)
+        idle = threading.Event()  # until the sweep has said when the thread wakes next
+        for _ in range(int(WAIT / 0.01)):
+            if m._covered_until > -math.inf or idle.wait(0.01):
+                break
+        for i in range(200):
+            m.register_conversation(f"c{i}")  # warnings due no sooner than first's
+        assert store.claims == 1
+        clock.advance(1)
+        m.register_conversation("later")  # due later still: the thread's wait covers it
+        assert store.claims == 1
+    finally:
+        m.stop(timeout=WAIT)
