@@ -119,23 +119,24 @@ local function publish(cid, inc, reason, owner)
   redis.call('XADD', S, 'MAXLEN', '~', STREAM_LEN, '*', 'c', cid, 'i', inc, 'r', reason, 'o', owner)
 end
 
--- Move a live record to the claimed ones under this process's lease; append its claimed
--- record to `out`. The caller removes it from C and D (in bulk where it can).
-local function claim_record(cid, r, reason, now, out)
+-- A live record as claimed by this process, for `reason`.
+local function claimed_blob(cid, r, reason)
+  return struct.pack(HEAD, OWNER, reason, 0, #cid) .. rec_fixed(r) .. cid .. r.m
+end
+
+-- Move one live record to the claimed ones under this process's lease; append its claimed
+-- record to `out`. (A sweep does the same in bulk: claim.lua.)
+local function claim_one(cid, r, reason, now, out)
   local inc = fmt(r.i)
-  local blob = struct.pack(HEAD, OWNER, reason, 0, #cid) .. rec_fixed(r) .. cid .. r.m
+  local blob = claimed_blob(cid, r, reason)
   redis.call('HSET', K, inc, blob)
   redis.call('ZADD', L, fmt(now + LEASE), inc)
   if r.w > 0 then
     redis.call('ZREM', W, cid)
   end
-  out[#out + 1] = blob
-end
-
-local function claim_one(cid, r, reason, now, out)
-  claim_record(cid, r, reason, now, out)
   redis.call('HDEL', C, cid)
   redis.call('ZREM', D, cid)
+  out[#out + 1] = blob
 end
 
 -- A retried request (redis-py re-sends a command whose reply was lost) gets the first reply.
@@ -148,6 +149,6 @@ local function replay()
 end
 
 local function remember(reply)
-  redis.call('SET', R, cmsgpack.pack(reply), 'PX', 120000)
+  redis.call('SET', R, cmsgpack.pack(reply), 'PX', 60000)
   return reply
 end

@@ -72,4 +72,11 @@ local r = {
   i = redis.call('HINCRBY', M, 'inc', 1), f = 0, m = md,
 }
 activity(cid, r, now, false)
-return remember({ 1, rec_fixed(r) .. r.m, fmt(now), out })
+local reply = { 1, rec_fixed(r) .. r.m, fmt(now), out }
+if #out > 0 then
+  -- What was claimed must reach this process even if the reply is lost. A plain start is not
+  -- remembered (a key per registration would double the memory of a burst of them): run
+  -- twice, it is a start and then an activity, and the retry reports started = 0.
+  remember(reply)
+end
+return reply

@@ -1,0 +1,209 @@
+"""Claims, leases, takeovers, dead letters and late acknowledgements of RedisStore."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from support import START, WAIT
+
+from conversation_expiry import ExpiryReason, ManualClock, SystemClock
+from conversation_expiry._store import Policy
+
+pytest.importorskip("redis")
+
+TTL = 10.0
+LEASE = 5.0
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def make(redis_store: Callable[..., Any], clock: ManualClock) -> Callable[..., Any]:
+    def factory(namespace: str | None = None, lease: float = LEASE, **policy: Any) -> Any:
+        store = redis_store(namespace=namespace, lease=lease)
+        policy.setdefault("ttl", TTL)
+        store.bind(Policy(**policy), clock)
+        return store
+
+    return factory
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.01)  # polling the server: there is no event to wait on
+
+
+def lease_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "conversation-expiry-lease"]
+
+
+def test_lapsed_claim_is_taken_over_and_the_late_ack_counted(
+    make: Callable[..., Any], clock: ManualClock
+) -> None:
+    a = make()
+    b = make(namespace=a.namespace)
+    a.register("x", None, '{"m":1}')
+    clock.advance(TTL + 1)
+    first = a.claim(10).departures
+    assert [s.id for s in first.states] == ["x"]
+    a.close()  # a process that died: its keeper renews nothing any more
+    clock.advance(LEASE / 2)
+    assert b.claim(10).departures.states == []  # the lease still holds
+    clock.advance(LEASE)
+    taken = b.claim(10).departures
+    assert taken.states == first.states and taken.reasons == [ExpiryReason.EXPIRED]
+    assert taken.states[0].metadata == {"m": 1}
+    a.ack(first)  # late: b has it now; changes nothing
+    assert a.late_acks == 1 and b.stats()["claimed"] == 1
+    b.ack(taken)
+    stats = b.stats()
+    assert stats["claimed"] == 0 and stats["late_acks"] == 1 and stats["takeovers"] == 1
+    assert b.late_acks == 0
+
+
+def test_ack_after_the_takeover_was_acknowledged_is_late_too(
+    make: Callable[..., Any], clock: ManualClock
+) -> None:
+    a = make()
+    b = make(namespace=a.namespace)
+    a.register("x", None, None)
+    clock.advance(TTL + 1)
+    first = a.claim(10).departures
+    a.close()
+    clock.advance(LEASE + 1)
+    b.ack(b.claim(10).departures)
+    a.ack(first)
+    assert a.late_acks == 1 and b.stats()["late_acks"] == 1
+    a.ack(first)  # the same Departures twice: acknowledged once
+    assert a.late_acks == 1
+
+
+def test_dead_letter_after_three_lapses(
+    make: Callable[..., Any], clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    ns = make().namespace
+    owners = []
+    for _ in range(3):  # three processes each claim it, then die running its on_expire
+        store = make(namespace=ns)
+        if not owners:
+            store.register("doomed", None, None)
+            store.register("fine", 1000.0, None)
+            clock.advance(TTL + 1)
+        assert [s.id for s in store.claim(10).departures.states] == ["doomed"]
+        store.close()
+        owners.append(store)
+        clock.advance(LEASE + 1)
+    last = make(namespace=ns)
+    with caplog.at_level(logging.ERROR, logger="conversation_expiry"):
+        assert last.claim(10).departures.states == []
+        clock.advance(LEASE + 1)
+        assert last.claim(10).departures.states == []
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "doomed" in errors[0].getMessage()
+    assert "dead-letter" in errors[0].getMessage()
+    stats = last.stats()
+    assert stats["dead"] == 1 and stats["claimed"] == 0 and stats["live"] == 1
+    assert [s.id for s in last.dead_letters()] == ["doomed"]
+    assert last.forget_dead_letters() == 1 and last.stats()["dead"] == 0
+
+
+def test_dead_lettered_held_conversation_is_reported_to_its_holders(
+    make: Callable[..., Any], clock: ManualClock
+) -> None:
+    holder = make()
+    ns = holder.namespace
+    holder.register("doomed", None, None)
+    inc = holder.hold("doomed")
+    clock.advance(TTL + 1)
+    for _ in range(3):
+        store = make(namespace=ns)
+        store.claim(10)
+        store.close()
+        clock.advance(LEASE + 1)
+    make(namespace=ns).claim(10)
+    assert holder.left_elsewhere() == [("doomed", inc, ExpiryReason.EXPIRED)]
+
+
+def test_the_keeper_renews_a_slow_claim(redis_store: Callable[..., Any]) -> None:
+    lease = 0.3
+    a = redis_store(lease=lease)
+    b = redis_store(namespace=a.namespace, lease=lease)
+    for s in (a, b):
+        s.bind(Policy(ttl=0.001), SystemClock())  # the server's clock, in real time
+    a.register("slow", None, None)
+    wait_for(lambda: a.stats()["due"] == 1, "the conversation to fall due")
+    deps = a.claim(10).departures
+    assert [s.id for s in deps.states] == ["slow"] and a._keeper.running
+    lease_key = a.prefix + b"l"
+    client = a._client
+    first = client.zscore(lease_key, deps.claim.incarnations[0])
+    started = time.monotonic()
+    # An on_expire slower than three leases: the lease keeps moving, nobody takes it over.
+    while time.monotonic() - started < 3 * lease:
+        assert b.claim(10).departures.states == []
+        time.sleep(0.02)  # pacing the other process's sweeps
+    assert client.zscore(lease_key, deps.claim.incarnations[0]) > first + 2 * lease * 1e6
+    a.ack(deps)
+    assert b.stats()["claimed"] == 0 and a.late_acks == 0
+    wait_for(lambda: not a._keeper.running, "the keeper to stop with nothing outstanding")
+
+
+def test_keeper_is_lazy_named_and_stopped_by_close(
+    make: Callable[..., Any], clock: ManualClock
+) -> None:
+    store = make()
+    before = len(lease_threads())
+    store.register("x", None, None)
+    assert not store._keeper.running and len(lease_threads()) == before
+    clock.advance(TTL + 1)
+    deps = store.claim(10).departures
+    assert store._keeper.running and len(lease_threads()) == before + 1
+    thread = store._keeper._thread
+    assert thread is not None and thread.daemon
+    store.close()
+    assert not thread.is_alive()
+    store.ack(deps)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_is_another_owner_with_its_own_keeper(
+    make: Callable[..., Any], clock: ManualClock
+) -> None:
+    store = make()
+    store.register("x", None, None)
+    store.register("y", None, None)
+    clock.advance(TTL + 1)
+    parent_claim = store.claim(1).departures
+    assert store._keeper.running
+    parent_owner = store.owner
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status only
+        ok = (
+            store.owner != parent_owner
+            and store._keeper.outstanding == 0
+            and not store._keeper.running
+        )
+        deps = store.claim(10).departures  # claims of its own start its own keeper
+        ok = ok and [s.id for s in deps.states] == ["y"] and store._keeper.running
+        store.ack(parent_claim)  # the parent's claim: late, no effect
+        ok = ok and store.late_acks == 1
+        store.ack(deps)
+        store.close()
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.stats()["claimed"] == 1  # the parent's claim is still the parent's
+    store.ack(parent_claim)
+    assert store.stats()["claimed"] == 0 and store.late_acks == 0

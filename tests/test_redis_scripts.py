@@ -1,0 +1,202 @@
+"""RedisStore's scripts: safe to run twice, on a clock that never runs back, one round trip
+per touch, and short enough never to stall the server's other clients."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from support import START, at
+
+from conversation_expiry import ConversationExpiredError, ExpiryReason, ManualClock, SystemClock
+from conversation_expiry._store import Policy
+from conversation_expiry.redis._codec import encode_id
+
+pytest.importorskip("redis")
+
+TTL = 10.0
+
+
+class SteppingClock:
+    """A clock that can be set anywhere, backwards too (a server clock step, a failover)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.base = START.timestamp()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall_offset(self) -> float:
+        return self.base
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def store(redis_store: Callable[..., Any], clock: ManualClock) -> Any:
+    s = redis_store()
+    s.bind(Policy(ttl=TTL), clock)
+    return s
+
+
+def run_twice(store: Any, name: str, args: list[Any], request: bool = False) -> tuple[Any, Any]:
+    """One script sent twice with the same arguments (and request key), as a retry would."""
+    script = getattr(store._scripts, name)
+    keys = list(store.keys) + ([store.prefix + b"r:test-request"] if request else [])
+    argv = [store._now_arg(), store.owner, store._lease_us, *args]
+    return script(keys, argv), script(keys, argv)
+
+
+def start_args(store: Any, cid: str, mode: bytes = b"r") -> list[Any]:
+    return [encode_id(cid), mode, b"1", b"", *store._policy, b"0", b""]
+
+
+def test_start_twice_is_one_start(store: Any) -> None:
+    first, second = run_twice(store, "start", start_args(store, "a"), request=True)
+    assert first[0] == 1 and second[0] == 0  # a start, then an activity at the same time
+    assert first[1] == second[1] and store.count() == 1
+
+
+def test_start_replacing_a_past_due_one_twice_claims_it_once(
+    store: Any, clock: ManualClock
+) -> None:
+    store.register("a", None, None)
+    clock.advance(TTL + 1)
+    first, second = run_twice(store, "start", start_args(store, "a"), request=True)
+    assert first == second and len(first[3]) == 1  # the retry gets the first reply
+    assert store.stats()["claimed"] == 1 and store.count() == 1
+
+
+def test_end_twice_is_one_end(store: Any) -> None:
+    store.register("a", None, None)
+    first, second = run_twice(store, "end", [encode_id("a")], request=True)
+    assert first == second and len(first[1]) == 1
+    assert store.stats()["claimed"] == 1
+
+
+def test_touch_hold_ack_renew_twice(store: Any, clock: ManualClock) -> None:
+    store.register("a", None, None)
+    clock.advance(1)
+    first, second = run_twice(store, "touch", [encode_id("a"), b"1"])
+    assert first == second
+    first, second = run_twice(store, "hold", [encode_id("a")])
+    assert first == second and isinstance(first, int)
+    clock.advance(TTL + 1)
+    deps = store.claim(10).departures
+    inc = deps.claim.incarnations
+    assert run_twice(store, "renew", inc) == ([], [])
+    assert run_twice(store, "ack", inc) == (0, 0)  # the retry is neither late nor harmful
+    assert store.stats()["claimed"] == 0 and store.stats()["late_acks"] == 0
+
+
+def test_claim_twice_orphans_nothing_for_good(
+    redis_store: Callable[..., Any], store: Any, clock: ManualClock
+) -> None:
+    store.register("a", None, None)
+    clock.advance(TTL + 1)
+    first, second = run_twice(store, "claim", [10])
+    assert len(first[3]) == 1 and second[3] == []  # the retry claims nothing more
+    # The first reply was lost: its claim is nobody's known work, so it lapses and is taken over.
+    other = redis_store(namespace=store.namespace, lease=30.0)
+    other.bind(Policy(ttl=TTL), clock)
+    clock.advance(store.lease + 1)
+    taken = other.claim(10).departures
+    assert [s.id for s in taken.states] == ["a"] and taken.reasons == [ExpiryReason.EXPIRED]
+    other.ack(taken)
+
+
+def test_time_never_runs_back(redis_store: Callable[..., Any]) -> None:
+    stepping = SteppingClock()
+    store = redis_store()
+    store.bind(Policy(ttl=TTL), stepping)
+    stepping.now = 100.0
+    store.register("a", None, None)
+    stepping.now = 50.0  # the clock stepped back by 50 s
+    state = store.touch("a", True)
+    assert state.last_activity == at(100) and state.expires_at == at(100 + TTL)
+    state, _ = store.register("b", None, None)
+    assert state.created_at == at(100)  # the store's time stood still instead
+    stepping.now = 100 + TTL
+    assert store.claim(10).departures.states == []  # never early
+    stepping.now = 100 + TTL + 1
+    assert sorted(s.id for s in store.claim(10).departures.states) == ["a", "b"]
+
+
+def test_server_time_stepped_back_is_guarded(redis_store: Callable[..., Any]) -> None:
+    store = redis_store()
+    store.bind(Policy(ttl=TTL), SystemClock())
+    ahead = datetime.now(timezone.utc) + timedelta(hours=1)
+    # A failover to a server whose clock is an hour behind the last one: the mark stays.
+    mark = (ahead - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(microseconds=1)
+    store._client.hset(store.prefix + b"m", b"hw", str(mark))
+    state, _ = store.register("a", None, None)
+    assert abs((state.created_at - ahead).total_seconds()) < 1
+    assert store.is_live("a")
+    with pytest.raises(ConversationExpiredError):
+        store2 = redis_store(namespace=store.namespace)
+        store2.bind(Policy(ttl=TTL), ManualClock(ahead + timedelta(seconds=TTL + 1)))
+        store2.touch("a", True)
+
+
+def test_touch_is_one_round_trip(store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.register("a", None, None)
+    client = store._client
+    store.touch("a", True)  # the script is loaded now
+    sent: list[Any] = []
+    real = client.execute_command
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        sent.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(client, "execute_command", counting)
+    client.config_resetstat()
+    for _ in range(50):
+        store.touch("a", True)
+    monkeypatch.undo()
+    calls = {k: v["calls"] for k, v in client.info("commandstats").items()}
+    assert calls.pop("cmdstat_evalsha") == 50 and sent.count("EVALSHA") == 50
+    # What is left ran inside the script (or is this test's own INFO / CONFIG).
+    inside = {"cmdstat_hget", "cmdstat_hset", "cmdstat_zadd", "cmdstat_config|resetstat"}
+    assert set(calls) <= inside
+    assert sent == ["CONFIG RESETSTAT"] + ["EVALSHA"] * 50
+
+
+def test_no_script_runs_longer_than_5ms(
+    redis_store: Callable[..., Any], clock: ManualClock
+) -> None:
+    store = redis_store()
+    store.bind(Policy(ttl=TTL, warning_before=2.0), clock)
+    client = store._client
+    pipe = client.pipeline(transaction=False)
+    for n in range(3000):
+        cid = f"conv-{n:06d}"
+        args = [store._now_arg(), store.owner, store._lease_us, *start_args(store, cid, b"e")]
+        pipe.evalsha(store._scripts.start.sha, len(store.keys) + 1, *store.keys,
+                     store.prefix + b"r:bulk", *args)  # fmt: skip
+    store.count()  # loads the scripts
+    store.register("x", None, None)
+    pipe.execute()
+    old = client.config_get("slowlog-log-slower-than")["slowlog-log-slower-than"]
+    client.config_set("slowlog-log-slower-than", 5000)
+    client.slowlog_reset()
+    try:
+        clock.advance(TTL - 1)  # all in their warning window
+        while store.claim(256).more:
+            pass
+        clock.advance(2)
+        while True:
+            sweep = store.claim(256)
+            store.ack(sweep.departures)
+            if not sweep.more:
+                break
+        assert store.count() == 0
+        assert client.slowlog_get(100) == []
+    finally:
+        client.config_set("slowlog-log-slower-than", old)
