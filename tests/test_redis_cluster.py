@@ -1,0 +1,86 @@
+"""RedisStore through ``redis.cluster.RedisCluster`` on a real 3-node cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from support import START, at
+
+from conversation_expiry import ConversationExpiredError, ExpiryReason, ManualClock
+from conversation_expiry._store import Policy
+
+redis = pytest.importorskip("redis")
+from redis.crc import key_slot  # noqa: E402
+
+TTL = 10.0
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+def make(redis_cluster_store: Callable[..., Any], clock: ManualClock) -> Callable[..., Any]:
+    def factory(namespace: str | None = None, **policy: Any) -> Any:
+        store = redis_cluster_store(namespace=namespace, lease=5.0)
+        policy.setdefault("ttl", TTL)
+        store.bind(Policy(**policy), clock)
+        return store
+
+    return factory
+
+
+def test_protocol_through_redis_cluster(make: Callable[..., Any], clock: ManualClock) -> None:
+    here = make(warning_before=2.0, max_conversations=100)
+    there = make(namespace=here.namespace)
+    state, _ = here.register("a{1}", None, '{"k":1}')
+    assert state.expires_at == at(TTL) and state.metadata == {"k": 1}
+    here.register("b", 3.0, None)
+    _, started, _ = here.ensure("c", True)
+    assert started
+    inc = here.hold("a{1}")
+    clock.advance(1)
+    assert there.touch("a{1}", True).expires_at == at(TTL + 1)  # one lifecycle
+    assert there.count() == 3 and there.get("b") is not None and there.is_live("c")
+    assert there.next_deadlines(1) == [("b", at(3))]
+    clock.advance(3)
+    with pytest.raises(ConversationExpiredError):
+        there.touch("b", True)
+    sweep = there.claim(10)
+    assert [s.id for s in sweep.departures.states] == ["b"]
+    assert sweep.departures.reasons == [ExpiryReason.EXPIRED]
+    there.ack(sweep.departures)
+    clock.advance(5)
+    assert {s.id for s in here.claim(10).warned} == {"a{1}", "c"}
+    deps = there.end("a{1}")
+    assert deps.tokens == {"a{1}": inc}
+    there.ack(deps)
+    assert here.left_elsewhere() == [("a{1}", inc, ExpiryReason.ENDED)]
+    stats = here.stats()
+    assert stats["live"] == 1 and stats["claimed"] == 0 and stats["dead"] == 0
+
+
+def test_every_key_in_one_slot_on_one_node(make: Callable[..., Any], clock: ManualClock) -> None:
+    store = make(warning_before=5.0)
+    store.register("x", None, None)
+    store.hold("x")
+    store.register("y", 1.0, None)
+    clock.advance(2)
+    store.claim(10)
+    store.ack(store.end("x"))
+    store.register("z", None, None)
+    slot = key_slot(store.prefix)
+    client = store._client
+    node = client.get_node_from_key(store.prefix)
+    keys = list(client.scan_iter(match=store.prefix + b"*", target_nodes=node))
+    assert len(keys) >= 5 and {key_slot(k) for k in keys} == {slot}
+
+
+def test_scripts_reload_on_every_node(make: Callable[..., Any]) -> None:
+    store = make()
+    store.register("a", None, None)
+    store._client.script_flush()  # RedisCluster sends it to every primary  # as after a failover or a restart
+    assert store.touch("a", True).id == "a" and store.count() == 1
