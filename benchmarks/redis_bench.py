@@ -1,0 +1,481 @@
+"""Benchmark the Redis store: ``python benchmarks/redis_bench.py [--quick] [--json PATH]``.
+
+Starts its own ``redis-server`` on a free loopback port in a temporary directory (no
+persistence) and stops it at the end; prints SKIP and exits 0 when ``redis-server`` or redis-py
+is missing. The report (a Markdown table, then one PASS/FAIL line per target of issue 10,
+section 5) goes to stdout, progress to stderr; the exit status is 0 whatever the verdicts.
+
+Measured, each against a baseline taken in the same run, medians of interleaved rounds:
+
+- round trips of ``update_activity`` through a manager on a ``RedisStore``: the server's
+  ``INFO commandstats`` delta over the calls. Redis counts the commands a script runs there
+  too (a touch script's ``HSET``s), so the figure is the script invocations (``EVALSHA`` and
+  kin) per call, checked against the requests the client wrote to its sockets (every command
+  or pipeline sent is one); target <= 1 for both;
+- the cost of one ``update_activity`` against one bare ``EVALSHA`` of a trivial script on the
+  same client (the floor for any one-round-trip design); target <= 1.3x;
+- aggregate ``update_activity`` calls per second from 4 threads (and bare ``EVALSHA`` the same
+  way, for scale; no target);
+- bytes of Redis memory per live conversation (``INFO memory`` ``used_memory`` delta over the
+  population); target < 300;
+- one ``cleanup_expired()`` of the whole population once it is past due: conversations per
+  second (target >= 20,000) and the commands the server's ``SLOWLOG`` caught over 5 ms during
+  it (target: none).
+
+The population for the last two uses a ``ManualClock`` manager, so the whole population can be
+made past due at once by advancing the clock instead of waiting for a TTL to run out while it
+is being built; the store runs the same scripts on the same structures, only its time comes from
+the clock instead of the server's ``TIME``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: import from the repository root instead
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+TRIVIAL_SCRIPT = "return 1"
+SLOW_US = 5_000  # the SLOWLOG threshold: no command of a sweep may run longer
+THREADS = 4
+
+
+@dataclass(frozen=True)
+class Settings:
+    mode: str
+    live: int  # conversations the update calls pick from
+    update_ops: int  # calls per implementation per round
+    update_rounds: int
+    thread_seconds: float  # per implementation per round
+    thread_rounds: int
+    population: int  # conversations for the memory figure and the sweep
+    sweep_rounds: int
+
+
+FULL = Settings("full", 10_000, 3_000, 9, 1.0, 5, 100_000, 3)
+QUICK = Settings("quick", 2_000, 1_000, 5, 0.3, 3, 20_000, 1)
+
+_T0 = time.perf_counter()
+
+
+def progress(message: str) -> None:
+    print(f"[{time.perf_counter() - _T0:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+# -- the server ---------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def redis_server(binary: str) -> Iterator[int]:
+    """A fresh ``redis-server`` on a free loopback port; yields the port, stops it after."""
+    workdir = tempfile.mkdtemp(prefix="redis-bench-")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", workdir,
+         "--save", "", "--appendonly", "no", "--logfile", "redis.log",
+         "--slowlog-log-slower-than", str(SLOW_US), "--slowlog-max-len", "1024"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        import redis
+
+        probe = redis.Redis(port=port, socket_connect_timeout=0.2, socket_timeout=1.0)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                probe.ping()
+                break
+            except redis.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not start (see {workdir})") from None
+                time.sleep(0.02)  # a bounded poll for the server to accept connections
+        probe.close()
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# -- figures ------------------------------------------------------------------------------------
+
+
+_SCRIPT_CALLS = ("cmdstat_evalsha", "cmdstat_eval", "cmdstat_evalsha_ro", "cmdstat_eval_ro",
+                 "cmdstat_fcall", "cmdstat_fcall_ro")
+
+
+@dataclass
+class Figures:
+    round_trips: float = 0.0  # script invocations per update_activity (INFO commandstats)
+    sends: float = 0.0  # requests the client sent per update_activity
+    commands: dict[str, int] = field(default_factory=dict)  # commandstats delta, scripts' too
+    server_us: float = 0.0  # server time per update_activity script (commandstats usec)
+    floor_server_us: float = 0.0  # the same for the trivial script
+    update_us: list[float] = field(default_factory=list)
+    evalsha_us: list[float] = field(default_factory=list)
+    update_rate: list[float] = field(default_factory=list)
+    evalsha_rate: list[float] = field(default_factory=list)
+    bytes_per_conversation: list[float] = field(default_factory=list)
+    sweep_rate: list[float] = field(default_factory=list)
+    sweep_slow: list[int] = field(default_factory=list)  # SLOWLOG entries over SLOW_US per sweep
+    sweep_longest_us: list[int] = field(default_factory=list)  # longest logged, 0 if none
+    swept_all: bool = True
+
+
+def _median(xs: list[float] | list[int]) -> float:
+    return float(statistics.median(xs)) if xs else float("nan")
+
+
+def _commandstats(client: Any) -> dict[str, tuple[int, int]]:
+    """(calls, usec) by command, from the server."""
+    return {k: (int(v["calls"]), int(v["usec"]))
+            for k, v in client.info("commandstats").items()}
+
+
+def _delta(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]]
+           ) -> dict[str, tuple[int, int]]:
+    out = {k: (c - before.get(k, (0, 0))[0], u - before.get(k, (0, 0))[1])
+           for k, (c, u) in after.items()}
+    out.pop("cmdstat_info", None)  # the INFO calls that take the figures
+    return {k: v for k, v in out.items() if v[0]}
+
+
+@contextmanager
+def counted_sends() -> Iterator[list[int]]:
+    """Counts the requests redis-py writes to its sockets (a command, or a whole pipeline)."""
+    from redis.connection import AbstractConnection
+
+    original = AbstractConnection.send_packed_command
+    count = [0]
+
+    def counting(self: Any, command: Any, check_health: bool = True) -> None:
+        count[0] += 1
+        original(self, command, check_health)  # type: ignore[no-untyped-call]
+
+    AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+    try:
+        yield count
+    finally:
+        AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
+
+
+def _server_us(delta: dict[str, tuple[int, int]]) -> float:
+    calls = sum(delta.get(k, (0, 0))[0] for k in _SCRIPT_CALLS)
+    usec = sum(delta.get(k, (0, 0))[1] for k in _SCRIPT_CALLS)
+    return usec / calls if calls else 0.0
+
+
+def _manager(store: Any, **kwargs: Any) -> Any:
+    from conversation_expiry import ConversationExpiryManager
+
+    return ConversationExpiryManager(3600, 3600, store=store, autostart=False, **kwargs)
+
+
+def measure_updates(client: Any, s: Settings, fig: Figures) -> None:
+    """Round trips, per-call cost and 4-thread rate of update_activity against bare EVALSHA."""
+    from conversation_expiry.redis import RedisStore
+
+    store = RedisStore(client, namespace="bench-update")
+    manager = _manager(store)
+    ids = [f"conv-{i:06d}" for i in range(s.live)]
+    _populate(manager, ids)
+    sha = client.script_load(TRIVIAL_SCRIPT)
+    key = "{bench-floor}:k"
+
+    def evalsha(_cid: str) -> object:
+        return client.evalsha(sha, 1, key, "1")
+
+    update = manager.update_activity
+    rng = random.Random(1)
+    for cid in rng.sample(ids, 50):  # warm: scripts loaded, connections made
+        update(cid)
+        evalsha(cid)
+
+    batch = [rng.choice(ids) for _ in range(s.update_ops)]
+    before = _commandstats(client)
+    with counted_sends() as sends:
+        for cid in batch:
+            update(cid)
+    counted = _delta(before, _commandstats(client))
+    fig.sends = sends[0] / len(batch)
+    fig.commands = {k: c for k, (c, _) in counted.items()}
+    fig.round_trips = sum(counted.get(k, (0, 0))[0] for k in _SCRIPT_CALLS) / len(batch)
+    fig.server_us = _server_us(counted)
+    before = _commandstats(client)
+    for cid in batch:
+        evalsha(cid)
+    fig.floor_server_us = _server_us(_delta(before, _commandstats(client)))
+
+    calls: dict[str, Callable[[str], object]] = {"update": update, "evalsha": evalsha}
+    for r in range(s.update_rounds):
+        batch = [rng.choice(ids) for _ in range(s.update_ops)]
+        order = ["update", "evalsha"] if r % 2 == 0 else ["evalsha", "update"]
+        for name in order:
+            fn = calls[name]
+            start = time.perf_counter_ns()
+            for cid in batch:
+                fn(cid)
+            us = (time.perf_counter_ns() - start) / len(batch) / 1_000
+            (fig.update_us if name == "update" else fig.evalsha_us).append(us)
+
+    for r in range(s.thread_rounds):
+        order = ["update", "evalsha"] if r % 2 == 0 else ["evalsha", "update"]
+        for name in order:
+            rate = _threaded_rate(calls[name], ids, s.thread_seconds)
+            (fig.update_rate if name == "update" else fig.evalsha_rate).append(rate)
+    manager.stop()
+    store.close()
+
+
+def _threaded_rate(fn: Callable[[str], object], ids: list[str], seconds: float) -> float:
+    """Calls per second of ``fn`` from THREADS threads together, over ``seconds``."""
+    go = threading.Event()
+    counts = [0] * THREADS
+    stop_at = [0.0]
+
+    def work(k: int) -> None:
+        rng = random.Random(k)
+        go.wait(10)
+        n = 0
+        while time.perf_counter() < stop_at[0]:
+            fn(rng.choice(ids))
+            n += 1
+        counts[k] = n
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(THREADS)]
+    for t in threads:
+        t.start()
+    start = time.perf_counter()
+    stop_at[0] = start + seconds
+    go.set()
+    for t in threads:
+        t.join(seconds + 30)
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def _populate(manager: Any, ids: list[str]) -> None:
+    """Register ``ids`` from THREADS threads (one round trip each: threads overlap them)."""
+    chunks = [ids[k::THREADS] for k in range(THREADS)]
+    errors: list[BaseException] = []
+
+    def work(chunk: list[str]) -> None:
+        try:
+            for cid in chunk:
+                manager.register_conversation(cid)
+        except BaseException as exc:  # reported below; a population with holes is no figure
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in chunks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(600)
+    if errors:
+        raise errors[0]
+
+
+def measure_population(client: Any, s: Settings, fig: Figures, round_no: int) -> None:
+    """Memory per live conversation, then one sweep of them all once past due."""
+    from conversation_expiry import ManualClock
+    from conversation_expiry.redis import RedisStore
+
+    clock = ManualClock()
+    swept = [0]
+
+    def on_expire(_state: object, _reason: object) -> None:
+        swept[0] += 1
+
+    store = RedisStore(client, namespace=f"bench-sweep-{round_no}")
+    manager = _manager(store, clock=clock, on_expire=on_expire)
+    manager.register_conversation("warm-up")  # the namespace's own keys exist from here on
+    manager.end_conversation("warm-up")
+    swept[0] = 0
+    ids = [f"sweep-{i:07d}" for i in range(s.population)]
+    used = int(client.info("memory")["used_memory"])
+    _populate(manager, ids)
+    fig.bytes_per_conversation.append(
+        (int(client.info("memory")["used_memory"]) - used) / len(ids)
+    )
+
+    clock.advance(3601)
+    client.slowlog_reset()
+    start = time.perf_counter()
+    expired = manager.cleanup_expired()
+    seconds = time.perf_counter() - start
+    slow = [int(e["duration"]) for e in client.slowlog_get(1024)]
+    fig.sweep_rate.append(len(expired) / seconds)
+    fig.sweep_slow.append(sum(1 for d in slow if d > SLOW_US))
+    fig.sweep_longest_us.append(max(slow, default=0))
+    fig.swept_all = fig.swept_all and len(expired) == len(ids) == swept[0] and len(manager) == 0
+    manager.stop()
+    store.close()
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    target: str
+    detail: str
+
+    def line(self) -> str:
+        return f"{'PASS' if self.passed else 'FAIL'}  {self.target}: {self.detail}"
+
+
+def verdicts(fig: Figures) -> list[Verdict]:
+    update, floor = _median(fig.update_us), _median(fig.evalsha_us)
+    ratio = update / floor
+    rate = _median(fig.sweep_rate)
+    slow = max(fig.sweep_slow, default=0)
+    per = _median(fig.bytes_per_conversation)
+    commands = ", ".join(f"{k.removeprefix('cmdstat_')} {v}" for k, v in fig.commands.items())
+    return [
+        Verdict(max(fig.round_trips, fig.sends) <= 1.0,
+                "update_activity: at most one round trip",
+                f"{fig.round_trips:.3f} script calls and {fig.sends:.3f} requests sent per call "
+                f"(commandstats, the script's own commands included: {commands})"),
+        Verdict(ratio <= 1.3, "update_activity <= 1.3x a bare EVALSHA",
+                f"{update:.0f} us vs {floor:.0f} us = {ratio:.2f}x (server side "
+                f"{fig.server_us:.1f} us vs {fig.floor_server_us:.1f} us)"),
+        Verdict(rate >= 20_000 and fig.swept_all, "sweep >= 20,000 expired conversations/s",
+                f"{rate:,.0f}/s" + ("" if fig.swept_all else " (but not all were swept!)")),
+        Verdict(slow == 0, "no Redis command over 5 ms during a sweep",
+                f"{slow} over, longest logged {max(fig.sweep_longest_us, default=0)} us"),
+        Verdict(per < 300, "Redis memory per live conversation < 300 bytes",
+                f"{per:.0f} bytes"),
+    ]
+
+
+def render(s: Settings, env: dict[str, Any], fig: Figures) -> str:
+    def rng(xs: list[float]) -> str:
+        return f"{min(xs):,.0f}-{max(xs):,.0f}" if xs else "-"
+
+    rows = [
+        ("update_activity, us per call", _median(fig.update_us), rng(fig.update_us),
+         "bare EVALSHA", _median(fig.evalsha_us)),
+        (f"update_activity/s, {THREADS} threads", _median(fig.update_rate),
+         rng(fig.update_rate), "bare EVALSHA", _median(fig.evalsha_rate)),
+        ("script calls per update_activity (commandstats)", fig.round_trips, "-", "", None),
+        ("requests sent per update_activity (client)", fig.sends, "-", "", None),
+        ("server us per update_activity script", fig.server_us, "-", "trivial script",
+         fig.floor_server_us),
+        (f"Redis bytes per live conversation ({s.population:,})",
+         _median(fig.bytes_per_conversation), rng(fig.bytes_per_conversation), "", None),
+        (f"sweep of {s.population:,} expired, per second", _median(fig.sweep_rate),
+         rng(fig.sweep_rate), "", None),
+        ("SLOWLOG entries > 5 ms during a sweep", max(fig.sweep_slow, default=0), "-", "",
+         None),
+    ]
+    lines = [
+        f"## RedisStore benchmarks ({s.mode} mode)",
+        "",
+        f"- {env['date']}; {env['python']} on {env['platform']}, {env['cores']} cores; "
+        f"redis-server {env['redis_server']}, redis-py {env['redis_py']}; load average at "
+        f"start {env['load_average']}",
+        f"- update calls: {s.live:,} live, {s.update_rounds} interleaved rounds of "
+        f"{s.update_ops:,} calls each; threads: {s.thread_rounds} rounds of "
+        f"{s.thread_seconds:g} s; population {s.population:,}, {s.sweep_rounds} sweep round(s)",
+        "",
+        "| figure | median | range | baseline | baseline median | ratio |",
+        "| --- | ---: | ---: | --- | ---: | ---: |",
+    ]
+    for name, value, spread, base_name, base in rows:
+        ratio = f"{value / base:.2f}x" if base else "-"
+        base_text = f"{base:,.1f}" if base is not None else "-"
+        lines.append(
+            f"| {name} | {value:,.2f} | {spread} | {base_name or '-'} | {base_text} | {ratio} |"
+        )
+    lines.append("")
+    lines.extend(v.line() for v in verdicts(fig))
+    return "\n".join(lines)
+
+
+def environment(port: int) -> dict[str, Any]:
+    import redis
+
+    info = redis.Redis(port=port).info("server")
+    try:
+        load: list[float] | None = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    return {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+        "platform": platform.platform(),
+        "cores": os.cpu_count(),
+        "redis_server": info.get("redis_version", "?"),
+        "redis_py": redis.__version__,
+        "load_average": load,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="smaller, shorter: under a minute")
+    parser.add_argument("--json", metavar="PATH", type=Path, help="also write the raw figures")
+    args = parser.parse_args(argv)
+    s = QUICK if args.quick else FULL
+    binary = shutil.which("redis-server")
+    if binary is None:
+        print("SKIP: redis-server is not installed (apt-get install redis-server)")
+        return 0
+    try:
+        import redis
+    except ImportError:
+        print("SKIP: redis-py is not installed (pip install 'conversation-expiry[redis]')")
+        return 0
+    started = time.perf_counter()
+    with redis_server(binary) as port:
+        env = environment(port)
+        client = redis.Redis(port=port)
+        fig = Figures()
+        progress(f"update_activity: {s.live:,} live, round trips, cost, {THREADS} threads")
+        measure_updates(client, s, fig)
+        for r in range(s.sweep_rounds):
+            progress(f"population of {s.population:,}: memory, then one sweep (round {r + 1})")
+            measure_population(client, s, fig, r)
+        client.close()
+    runtime = time.perf_counter() - started
+    progress(f"done in {runtime:.1f}s")
+    print(render(s, env, fig))
+    print(f"\nruntime {runtime:.0f} s")
+    if args.json is not None:
+        args.json.write_text(json.dumps(
+            {"environment": env, "settings": asdict(s), "figures": asdict(fig),
+             "targets": [asdict(v) for v in verdicts(fig)]}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

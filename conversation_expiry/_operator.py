@@ -1,0 +1,369 @@
+"""``python -m conversation_expiry stats | inspect | sweep``: operator commands for a Redis store.
+
+Each command builds a :class:`RedisStore` from ``--redis URL`` and ``--namespace NS`` and a
+manager on it with no cleanup thread, does one thing and exits. Exit status: 0 done, 1
+``inspect`` of a conversation that is not live, 2 a usage error, a bad URL, an unreachable
+server or a bad ``--on-expire`` hook (one line on stderr, no traceback: operators run these from
+cron and shells, where a traceback buries the one line that matters).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
+
+from ._errors import ConversationExpiryError, StoreUnavailableError
+
+if TYPE_CHECKING:
+    from ._manager import ConversationExpiryManager
+    from ._state import ConversationState
+
+__all__ = ["NEXT_DEADLINES", "main"]
+
+PROG = "python -m conversation_expiry"
+# How many upcoming deadlines ``stats`` shows: enough to see what the next sweeps will do.
+NEXT_DEADLINES = 10
+# The manager's ttl and interval only matter for registrations and its thread, and the commands
+# register nothing and start no thread: claims use the deadlines stored in Redis.
+_TTL = 60.0
+_INTERVAL = 60.0
+
+# Counters of stats() about the calling process, not the namespace: a command's own process has
+# no claims, so showing them would only mislead.
+_PROCESS_LOCAL = frozenset({"outstanding"})
+
+_UTC = timezone.utc
+OnExpire = Callable[..., object]
+
+
+class _Failure(Exception):
+    """A failure reported as one line on stderr with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises instead of exiting, so ``main`` returns the status."""
+
+    def exit(self, status: int = 0, message: str | None = None) -> Any:
+        if message:
+            self._print_message(message, sys.stderr)
+        raise _Exit(status)
+
+
+class _Exit(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Operator commands for conversations kept in a shared Redis store.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=summary, description=description)
+        sub.add_argument("--redis", required=True, metavar="URL",
+                         help="the store's server: redis://[[user]:password@]host[:port][/db] "
+                         "or rediss://... for TLS")
+        sub.add_argument("--namespace", required=True, metavar="NS",
+                         help="the store's namespace, as given to RedisStore(namespace=...)")
+        sub.add_argument("--json", action="store_true",
+                         help="print one JSON object on stdout instead of text")
+        return sub
+
+    command(
+        "stats",
+        "live count and the next deadlines",
+        "Print how many conversations are live, the store's counters (claimed, dead, "
+        f"late_acks, ...) and the next {NEXT_DEADLINES} deadlines. With --json: an object with "
+        '"live", "next_deadlines" (a list of {"id", "expires_at"}, RFC 3339 UTC) and every '
+        "counter the store reports.",
+    )
+    inspect = command(
+        "inspect",
+        "one conversation's state",
+        "Print the state of one conversation: times in RFC 3339 UTC, its metadata. Exit "
+        "status 1 if it is not live (unknown, ended, or past its deadline).",
+    )
+    inspect.add_argument("cid", metavar="CID",
+                         help="the conversation id (put -- before an id that starts with -)")
+    sweep = command(
+        "sweep",
+        "one sweep now (for cleanup from cron)",
+        "Claim every conversation past its deadline, run the --on-expire hook for each "
+        "(state, reason) and acknowledge them: what a manager's cleanup thread does, once, for "
+        "deployments that run cleanup from cron instead of a thread. A hook that raises is "
+        "logged and counts as done. With --json: an object with \"expired\" (a list of ids).",
+    )
+    sweep.add_argument("--on-expire", metavar="MODULE:FUNC", dest="on_expire",
+                       help="the hook to run for each expired conversation, called as "
+                       "FUNC(state, reason); MODULE is imported with the current directory on "
+                       "the path")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """Run one operator command; returns the exit status."""
+    try:
+        args = _parser().parse_args(argv)
+    except _Exit as done:
+        return done.status
+    out = sys.stdout
+    try:
+        with _logging_to_stderr():
+            if args.command == "stats":
+                return _stats(args, out)
+            if args.command == "inspect":
+                return _inspect(args, out)
+            return _sweep(args, out)
+    except _Failure as failure:
+        _error(str(failure))
+        return 2
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+
+
+# -- the commands -------------------------------------------------------------------------------
+
+
+def _stats(args: argparse.Namespace, out: TextIO) -> int:
+    with _connected(args) as (store, _manager):
+        counters = {k: v for k, v in _call(args, store.stats).items()
+                    if k not in _PROCESS_LOCAL}
+        deadlines = _call(args, lambda: store.next_deadlines(NEXT_DEADLINES))
+    upcoming = [{"id": cid, "expires_at": rfc3339(at)} for cid, at in deadlines]
+    if args.json:
+        report: dict[str, Any] = {k: int(v) for k, v in counters.items()}
+        report["live"] = int(counters.get("live", 0))
+        report["next_deadlines"] = upcoming
+        _print_json(report, out)
+        return 0
+    width = max(len(k) for k in ("live", *counters))
+    print(f"{'live':<{width}}  {int(counters.get('live', 0))}", file=out)
+    for key, value in counters.items():
+        if key != "live":
+            print(f"{key:<{width}}  {int(value)}", file=out)
+    if upcoming:
+        print("next deadlines:", file=out)
+        for entry in upcoming:
+            print(f"  {entry['expires_at']}  {_show(entry['id'])}", file=out)
+    else:
+        print("next deadlines: none", file=out)
+    return 0
+
+
+def _inspect(args: argparse.Namespace, out: TextIO) -> int:
+    with _connected(args) as (_store, manager):
+        try:
+            state = _call(args, lambda: manager.get(args.cid))
+        except (TypeError, ValueError) as exc:
+            raise _Failure(str(exc)) from None
+    if state is None:
+        _error(f"conversation {_show(args.cid)} is not live in namespace {args.namespace!r}")
+        return 1
+    fields = state_fields(state)
+    if args.json:
+        _print_json(fields, out)
+        return 0
+    width = max(map(len, fields))
+    for key, value in fields.items():
+        if key == "id":
+            shown = _show(value)
+        elif isinstance(value, str):
+            shown = value  # a time
+        else:
+            shown = json.dumps(value, ensure_ascii=False)
+        print(f"{key + ':':<{width + 1}} {shown}", file=out)
+    return 0
+
+
+def _sweep(args: argparse.Namespace, out: TextIO) -> int:
+    hook = resolve_hook(args.on_expire) if args.on_expire else None
+    with _connected(args, on_expire=hook) as (_store, manager):
+        expired = _call(args, manager.cleanup_expired)
+    if args.json:
+        _print_json({"expired": expired}, out)
+        return 0
+    print(f"expired {len(expired)} conversation{'' if len(expired) == 1 else 's'}", file=out)
+    for cid in expired:
+        print(f"  {_show(cid)}", file=out)
+    return 0
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def rfc3339(at: datetime) -> str:
+    """``at`` in UTC as RFC 3339 with microseconds and a ``Z``: one fixed shape for scripts."""
+    if at.utcoffset() is None:
+        at = at.replace(tzinfo=_UTC)  # the library's times are UTC; never guess a local zone
+    return at.astimezone(_UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def state_fields(state: ConversationState) -> dict[str, Any]:
+    """The fields of ``state`` as JSON values: times RFC 3339 UTC, metadata a plain dict."""
+    fields: dict[str, Any] = {}
+    for key, value in state.to_dict().items():
+        fields[key] = rfc3339(value) if isinstance(value, datetime) else value
+    fields["metadata"] = _plain(getattr(state, "metadata", None) or {})
+    return fields
+
+
+def resolve_hook(spec: str) -> OnExpire:
+    """The callable named by ``MODULE:FUNC`` (FUNC may be dotted); ``_Failure`` if it is not."""
+    module_name, sep, qualname = spec.partition(":")
+    if not sep or not module_name or not qualname:
+        raise _Failure(f"--on-expire must be MODULE:FUNC, got {spec!r}")
+    cwd = os.getcwd()
+    added = cwd not in sys.path and "" not in sys.path
+    if added:
+        sys.path.insert(0, cwd)  # as `python -m` does, so a hook next to the crontab imports
+    try:
+        target: Any = importlib.import_module(module_name)
+    except Exception as exc:  # any error raised by the import is the hook's, and is reported
+        raise _Failure(f"--on-expire {spec}: cannot import {module_name!r}: {_one_line(exc)}") \
+            from None
+    finally:
+        if added:
+            sys.path.remove(cwd)
+    for part in qualname.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise _Failure(f"--on-expire {spec}: {module_name!r} has no attribute "
+                           f"{qualname!r}") from None
+    if not callable(target):
+        raise _Failure(f"--on-expire {spec}: {qualname!r} is not callable")
+    return target  # type: ignore[no-any-return]
+
+
+@contextmanager
+def _connected(
+    args: argparse.Namespace, on_expire: OnExpire | None = None
+) -> Iterator[tuple[Any, ConversationExpiryManager]]:
+    """A store on ``--redis`` / ``--namespace`` and a threadless manager on it; closed after."""
+    try:
+        from .redis import RedisStore
+    except ImportError as exc:
+        raise _Failure(f"the Redis store needs redis-py: pip install "
+                       f"'conversation-expiry[redis]' ({_one_line(exc)})") from None
+    from ._manager import ConversationExpiryManager
+
+    try:
+        store = _call(args, lambda: RedisStore.from_url(args.redis, namespace=args.namespace))
+    except (ValueError, TypeError) as exc:
+        raise _Failure(f"bad --redis URL {_redacted(args.redis)!r}: {_one_line(exc)}") from None
+    try:
+        manager = _call(args, lambda: ConversationExpiryManager(
+            _TTL, _INTERVAL, store=store, on_expire=on_expire, autostart=False
+        ))
+        try:
+            yield store, manager
+        finally:
+            manager.stop()  # never removes anything from a shared store (guarantee 13)
+    finally:
+        store.close()
+
+
+def _call(args: argparse.Namespace, fn: Callable[[], Any]) -> Any:
+    """``fn()``, with the store's failures turned into one-line ``_Failure``s."""
+    try:
+        return fn()
+    except StoreUnavailableError as exc:
+        cause = exc.__cause__ if exc.__cause__ is not None else exc
+        raise _Failure(f"cannot reach Redis at {_redacted(args.redis)}: "
+                       f"{_one_line(cause)}") from None
+    except ConversationExpiryError as exc:
+        raise _Failure(_one_line(exc)) from None
+    except Exception as exc:
+        # redis-py errors the store did not wrap (a refused AUTH, a wrong server), by name so
+        # that the module stays importable without redis-py.
+        if type(exc).__module__.startswith("redis"):
+            raise _Failure(f"Redis at {_redacted(args.redis)}: {type(exc).__name__}: "
+                           f"{_one_line(exc)}") from None
+        raise
+
+
+@contextmanager
+def _logging_to_stderr() -> Iterator[None]:
+    """Show the library's warnings and hook errors on stderr when nobody configured logging.
+
+    In a process that set up logging (an app calling ``main``, pytest) its handlers decide.
+    """
+    logger = logging.getLogger("conversation_expiry")
+    if logger.handlers or logging.getLogger().handlers:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def _print_json(value: object, out: TextIO) -> None:
+    print(json.dumps(value, default=_jsonable, ensure_ascii=False), file=out)
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _plain(value: object) -> object:
+    """Read-only mappings (and what they hold) as dicts and lists, for ``json.dumps``."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _show(text: str) -> str:
+    """``text`` as is when printable, else as a JSON string: an id must not break a line."""
+    return text if text.isprintable() and text.strip() == text and text else json.dumps(text)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _redacted(url: str) -> str:
+    """``url`` without its password, fit for an error message."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    except ValueError:
+        return "<unparsable URL>"
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
