@@ -13,6 +13,7 @@ Without ``redis-server`` on the PATH the tests that need it skip with the reason
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -48,10 +49,26 @@ def require_redis() -> str:
     return path
 
 
-def free_port() -> int:
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port(cluster: bool = False) -> int:
+    """A free loopback port; for a cluster node also its bus port (+10000), so at most 55535."""
+    if not cluster:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+    for _ in range(1000):
+        port = random.randrange(20000, 45000)
+        if _bindable(port) and _bindable(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
 
 
 def _ping(port: int, timeout: float) -> bool:
@@ -158,7 +175,7 @@ class RedisCluster:
         self.servers = []
         for n in range(nodes):
             d = Path(self._tmp) / f"node{n}"
-            server = RedisServer(d)
+            server = RedisServer(d, port=free_port(cluster=True))
             server.extra = [
                 "--cluster-enabled", "yes", "--cluster-config-file", str(d / "nodes.conf"),
                 "--cluster-node-timeout", "5000",

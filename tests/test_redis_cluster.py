@@ -82,5 +82,5 @@ def test_every_key_in_one_slot_on_one_node(make: Callable[..., Any], clock: Manu
 def test_scripts_reload_on_every_node(make: Callable[..., Any]) -> None:
     store = make()
     store.register("a", None, None)
-    store._client.script_flush()  # RedisCluster sends it to every primary  # as after a failover or a restart
+    store._client.script_flush()  # to every primary: as after failovers or restarts
     assert store.touch("a", True).id == "a" and store.count() == 1

@@ -17,7 +17,12 @@ from datetime import datetime
 from typing import Any
 
 from .._clock import Clock, SystemClock, WallOffset, reader
-from .._errors import ConversationExpiredError, ConversationNotFoundError, StoreUnavailableError
+from .._errors import (
+    ClockError,
+    ConversationExpiredError,
+    ConversationNotFoundError,
+    StoreUnavailableError,
+)
 from .._state import ConversationState, ExpiryReason
 from .._store import Departures, Policy, Sweep
 from .._validation import to_seconds
@@ -34,6 +39,7 @@ logger = logging.getLogger("conversation_expiry")
 
 _ACK_CHUNK = 1000
 _NOW = b""  # the time argument that means "the server's TIME"
+_LIMIT_US = 2**53  # microseconds: Lua's numbers are exact below (the year 2255)
 
 
 def _check_namespace(namespace: object) -> str:
@@ -125,12 +131,22 @@ class RedisStore:
         if read is None:
             return _NOW
         mono, offset = read()
-        if type(offset) is WallOffset:
-            if offset is not self._offset_obj:
-                self._offset_obj = offset
-                self._offset_us = _codec.us_of(offset.base)
-            return str(self._offset_us + round((mono - offset.mono) * 1e6)).encode()
-        return str(round((mono + offset) * 1e6)).encode()
+        try:
+            if type(offset) is WallOffset:
+                if offset is not self._offset_obj:
+                    self._offset_obj = offset
+                    self._offset_us = _codec.us_of(offset.base)
+                us = self._offset_us + round((mono - offset.mono) * 1e6)
+            else:
+                us = round((mono + offset) * 1e6)
+        except (TypeError, ValueError, OverflowError):
+            us = None
+        if us is None or isinstance(mono, bool) or not 0 < us < _LIMIT_US:
+            raise ClockError(
+                f"the clock gave a reading that is not a finite number of seconds: "
+                f"{mono!r:.60}, offset {offset!r:.60}"
+            )
+        return str(us).encode()
 
     def _run(self, script: Any, args: list[Any], request: bool = False) -> Any:
         keys = self.keys

@@ -64,8 +64,16 @@ local function now_rw()
   return t
 end
 
+-- For reads: the time is recorded only when the read saw something past due (it may not be
+-- seen live again by a reading from before), so the common read writes nothing.
 local function now_ro()
-  return (clock())
+  return clock()
+end
+
+local function seen_due(now, ahead)
+  if ahead then
+    redis.call('HSET', M, 'hw', fmt(now))
+  end
 end
 
 local function rec_read(s)

@@ -1,12 +1,13 @@
 -- get / is_live: the record of a live conversation. ARGV[4] id.
--- Reply: {record, now}, or {} when unknown or past due. Reads only (the time is not recorded).
+-- Reply: {record, now}, or {} when unknown or past due.
 
-local now = now_ro()
+local now, ahead = now_ro()
 local raw = redis.call('HGET', C, ARGV[4])
 if not raw then
   return {}
 end
 if now > deadline(rec_read(raw)) then
+  seen_due(now, ahead)
   return {}
 end
 return { raw, fmt(now) }

@@ -1,6 +1,6 @@
 -- stats: counts for operators. Reply: {live, due, claimed, dead, late, takeovers, now}.
 
-local now = fmt(now_ro())
+local now = fmt((now_ro()))
 local m = redis.call('HMGET', M, 'late', 'takeovers')
 return {
   redis.call('ZCOUNT', D, now, '+inf'),
