@@ -375,6 +375,11 @@ class ConversationExpiryManager:
     def clock(self) -> Clock:
         return self._clock
 
+    @property
+    def store(self) -> ConversationStore:
+        """Where the conversations are: the in-memory store unless one was given."""
+        return self._store
+
     def __enter__(self) -> ConversationExpiryManager:
         if not self._worker.alive:
             self.start()

@@ -27,12 +27,34 @@ def no_leaked_threads() -> Iterator[None]:
     assert leaked == [], f"threads left behind: {leaked}"
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run a module's manager fixtures over each store it names in ``STORE_KINDS``."""
+    if "store_kind" in metafunc.fixturenames:
+        kinds = getattr(metafunc.module, "STORE_KINDS", ("memory",))
+        metafunc.parametrize(
+            "store_kind",
+            [pytest.param(k, marks=[pytest.mark.redis] if k != "memory" else []) for k in kinds],
+        )
+
+
 @pytest.fixture
-def make_manager() -> Iterator[Callable[..., ConversationExpiryManager]]:
+def make_store(store_kind: str, request: pytest.FixtureRequest) -> Callable[[], Any]:
+    """Fresh stores of the kind under test (None: the manager's default in-memory store)."""
+    if store_kind == "memory":
+        return lambda: None
+    return request.getfixturevalue("redis_store")  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def make_manager(
+    make_store: Callable[[], Any],
+) -> Iterator[Callable[..., ConversationExpiryManager]]:
     """Builds managers (ttl TTL, interval 3600 unless given) and stops them all afterwards."""
     made: list[ConversationExpiryManager] = []
 
     def make(ttl: Any = TTL, interval: Any = 3600, **kwargs: Any) -> ConversationExpiryManager:
+        if "store" not in kwargs:
+            kwargs["store"] = make_store()
         m = ConversationExpiryManager(ttl, interval, **kwargs)
         made.append(m)
         return m
@@ -53,9 +75,13 @@ def recorder() -> Recorder:
 
 
 @pytest.fixture
-def manager(clock: ManualClock, recorder: Recorder) -> Iterator[ConversationExpiryManager]:
+def manager(
+    clock: ManualClock, recorder: Recorder, make_store: Callable[[], Any]
+) -> Iterator[ConversationExpiryManager]:
     """A manager on ``clock`` with no thread, recording its on_expire calls in ``recorder``."""
-    m = ConversationExpiryManager(TTL, 3600, clock=clock, on_expire=recorder, autostart=False)
+    m = ConversationExpiryManager(
+        TTL, 3600, clock=clock, on_expire=recorder, autostart=False, store=make_store()
+    )
     yield m
     m.stop(timeout=WAIT)
 
@@ -66,11 +92,15 @@ def rec() -> Events:
 
 
 @pytest.fixture
-def make(clock: ManualClock, rec: Events) -> Iterator[Callable[..., ConversationExpiryManager]]:
+def make(
+    clock: ManualClock, rec: Events, make_store: Callable[[], Any]
+) -> Iterator[Callable[..., ConversationExpiryManager]]:
     """Lifecycle managers: on ``clock``, no thread, callbacks into ``rec``, ttl 10 by default."""
     made: list[ConversationExpiryManager] = []
 
     def factory(ttl: Any = 10, **kwargs: Any) -> ConversationExpiryManager:
+        if "store" not in kwargs:
+            kwargs["store"] = make_store()
         kwargs.setdefault("clock", clock)
         kwargs.setdefault("autostart", False)
         kwargs.setdefault("on_expire", rec.on_expire)

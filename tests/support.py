@@ -13,6 +13,8 @@ from conversation_expiry import ConversationState, ExpiryReason
 START = datetime(2024, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 TTL = 10.0
 WAIT = 5.0  # bound on every wait for something that must happen
+# A module that sets ``STORE_KINDS = EVERY_STORE`` runs its manager fixtures over every store.
+EVERY_STORE = ("memory", "redis")
 
 
 @dataclass
@@ -73,3 +75,12 @@ def run_bounded(fn: Callable[[], Any], timeout: float = WAIT) -> Any:
     if "error" in out:
         raise out["error"]
     return out.get("value")
+
+
+def leave_all(m: Any, ids: Any) -> None:
+    """Stop ``m`` so that every conversation leaves: at shutdown for an unshared store, ended
+    one by one for a shared one (whose conversations outlive a stopping process)."""
+    m.stop(timeout=WAIT, cleanup_remaining=True)
+    if m.store.shared:
+        for cid in ids:
+            m.end_conversation(cid)

@@ -7,13 +7,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from support import START, TTL, Recorder
+from support import EVERY_STORE, START, TTL, Recorder
 
 from conversation_expiry import (
     ConversationExpiryManager,
     ExpiryReason,
     ManualClock,
 )
+
+STORE_KINDS = EVERY_STORE
 
 
 def at(seconds: float) -> datetime:
@@ -56,6 +58,8 @@ def test_cleanups_run_exactly_once_with_the_reason(
     manager: ConversationExpiryManager, clock: ManualClock, recorder: Recorder, path: str
 ) -> None:
     leave, reason = LEAVE[path]
+    if path == "stop_cleanup_remaining" and manager.store.shared:
+        pytest.skip("a shared store keeps its conversations at stop(): guarantee 13")
     ran: list[str] = []
     manager.register_conversation("a")
     manager.add_cleanup("a", lambda: ran.append("a"))
@@ -91,6 +95,8 @@ def test_on_expire_gets_inactive_snapshot(
     manager: ConversationExpiryManager, clock: ManualClock, recorder: Recorder, path: str
 ) -> None:
     leave, _ = LEAVE[path]
+    if path == "stop_cleanup_remaining" and manager.store.shared:
+        pytest.skip("a shared store keeps its conversations at stop(): guarantee 13")
     manager.register_conversation("a")
     leave(manager, clock)
     (cid, _, state), *_ = recorder.calls
@@ -105,6 +111,8 @@ def test_on_expire_gets_inactive_snapshot(
 def test_stop_cleanup_remaining_cleans_every_live_conversation_with_shutdown(
     manager: ConversationExpiryManager, recorder: Recorder
 ) -> None:
+    if manager.store.shared:
+        pytest.skip("a shared store keeps its conversations at stop(): guarantee 13")
     ids = [f"c{i}" for i in range(300)]
     for cid in ids:
         manager.register_conversation(cid)
@@ -117,6 +125,8 @@ def test_stop_cleanup_remaining_cleans_every_live_conversation_with_shutdown(
 def test_stop_cleanup_remaining_also_cleans_past_deadline_conversations_once(
     manager: ConversationExpiryManager, clock: ManualClock, recorder: Recorder
 ) -> None:
+    if manager.store.shared:
+        pytest.skip("a shared store keeps its conversations at stop(): guarantee 13")
     manager.register_conversation("old")
     clock.advance(TTL + 1)
     manager.register_conversation("live")
@@ -155,3 +165,21 @@ def test_cleanups_of_one_conversation_do_not_run_for_another(
 def test_add_cleanup_returns_none(manager: ConversationExpiryManager) -> None:
     manager.register_conversation("a")
     assert manager.add_cleanup("a", lambda: None) is None
+
+
+def test_stop_cleanup_remaining_with_a_shared_store_runs_only_this_process_s_cleanups(
+    manager: ConversationExpiryManager, clock: ManualClock, recorder: Recorder
+) -> None:
+    if not manager.store.shared:
+        pytest.skip("guarantee 13 is about shared stores")
+    ran: list[str] = []
+    for cid in ("a", "b"):
+        manager.register_conversation(cid)
+    manager.add_cleanup("a", lambda: ran.append("a"))
+    manager.stop(timeout=5, cleanup_remaining=True)
+    assert ran == ["a"]
+    assert recorder.calls == []  # the conversations did not leave: no on_expire
+    assert len(manager) == 2 and "a" in manager and "b" in manager
+    clock.advance(TTL + 1)
+    assert sorted(manager.cleanup_expired()) == ["a", "b"]
+    assert ran == ["a"]  # released once, at stop

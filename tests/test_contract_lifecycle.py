@@ -9,13 +9,15 @@ import threading
 import time
 
 import pytest
-from support import TTL, WAIT, run_bounded
+from support import EVERY_STORE, TTL, WAIT, run_bounded
 
 from conversation_expiry import (
     ConversationExpiryManager,
     ConversationState,
     ExpiryReason,
 )
+
+STORE_KINDS = EVERY_STORE
 
 pytestmark = pytest.mark.usefixtures("no_leaked_threads")
 

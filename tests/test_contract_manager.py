@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pytest
-from support import START, TTL, Recorder
+from support import EVERY_STORE, START, TTL, Recorder
 
 from conversation_expiry import (
     ConversationExpiredError,
@@ -19,6 +19,7 @@ from conversation_expiry import (
     ManualClock,
 )
 
+STORE_KINDS = EVERY_STORE
 
 def at(seconds: float) -> datetime:
     return START + timedelta(seconds=seconds)

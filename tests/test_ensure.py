@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
+from support import EVERY_STORE
 
 from conversation_expiry import (
     ConversationExpiryManager,
@@ -12,6 +14,8 @@ from conversation_expiry import (
     ExpiryReason,
     ManualClock,
 )
+
+STORE_KINDS = EVERY_STORE
 
 
 @pytest.fixture
@@ -25,9 +29,16 @@ def left() -> list[tuple[str, ExpiryReason]]:
 
 
 @pytest.fixture
-def manager(clock: ManualClock, left: list[tuple[str, ExpiryReason]]) -> ConversationExpiryManager:
+def manager(
+    clock: ManualClock, left: list[tuple[str, ExpiryReason]], make_store: Any
+) -> ConversationExpiryManager:
     return ConversationExpiryManager(
-        10, 60, clock=clock, autostart=False, on_expire=lambda s, r: left.append((s.id, r))
+        10,
+        60,
+        clock=clock,
+        autostart=False,
+        on_expire=lambda s, r: left.append((s.id, r)),
+        store=make_store(),
     )
 
 

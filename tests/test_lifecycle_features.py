@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from support import at
+from support import EVERY_STORE, at
 
 from conversation_expiry import (
     ConversationExpiredError,
@@ -21,6 +21,8 @@ from conversation_expiry import (
 
 # -- meaningful activity ------------------------------------------------------------------------
 
+
+STORE_KINDS = EVERY_STORE
 
 def test_every_activity_type_is_meaningful_by_default(make, clock):
     m = make()

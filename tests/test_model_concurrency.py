@@ -24,6 +24,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from support import EVERY_STORE
 
 from conversation_expiry import (
     ConversationExpiryManager,
@@ -32,6 +33,8 @@ from conversation_expiry import (
     ManualClock,
     MemoryStore,
 )
+
+STORE_KINDS = EVERY_STORE
 
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 TTL = 10.0
@@ -150,9 +153,9 @@ class Race:
 
 
 @pytest.mark.parametrize("config", list(CONFIGS))
-def test_concurrent_sweeps_never_expire_recently_updated_conversations(config):
+def test_concurrent_sweeps_never_expire_recently_updated_conversations(config, make_store):
     options, tracked_ttl = CONFIGS[config]
-    race = Race(options=options, tracked_ttl=tracked_ttl)
+    race = Race(store=make_store(), options=options, tracked_ttl=tracked_ttl)
     race.run()
     errors = [e for e in race.errors if not isinstance(e, threading.BrokenBarrierError)]
     assert errors == []
@@ -197,7 +200,7 @@ def test_the_race_detects_a_lost_update():
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_updates_racing_end_and_sweep_leave_each_conversation_exactly_once(seed):
+def test_updates_racing_end_and_sweep_leave_each_conversation_exactly_once(seed, make_store):
     """Updates, end_conversation and sweeps on the same ids: each leaves once, whoever wins."""
     clock = ManualClock(START)
     seen: list[tuple[str, ExpiryReason]] = []
@@ -207,7 +210,9 @@ def test_updates_racing_end_and_sweep_leave_each_conversation_exactly_once(seed)
         with lock:
             seen.append((state.id, reason))
 
-    m = ConversationExpiryManager(TTL, 60, clock=clock, autostart=False, on_expire=on_expire)
+    m = ConversationExpiryManager(
+        TTL, 60, clock=clock, autostart=False, on_expire=on_expire, store=make_store()
+    )
     ids = [f"c{seed}-{i}" for i in range(600)]
     for cid in ids:
         m.register_conversation(cid)

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
 import pytest
-from redis_servers import contract_store_params
+from redis_servers import redis_store_factories
 
 from conversation_expiry import (
     ClockError,
@@ -28,7 +30,14 @@ from conversation_expiry import (
 )
 from conversation_expiry._state import encode_metadata
 
-STORE_FACTORIES = [pytest.param(MemoryStore, id="memory"), *contract_store_params()]
+
+@contextmanager
+def memory_stores() -> Iterator[type[MemoryStore]]:
+    yield MemoryStore
+
+
+# Context managers, each giving a factory of fresh, empty, unbound stores (closed at its end).
+STORE_FACTORIES = [pytest.param(memory_stores, id="memory"), *redis_store_factories()]
 
 OFFSET = 1_700_000_000.0
 TTL = 10.0
@@ -86,18 +95,15 @@ def done(store, departures) -> list[tuple[str, ExpiryReason]]:
 
 @pytest.fixture(params=STORE_FACTORIES)
 def new_store(request):
-    made = []
+    with request.param() as make:
 
-    def factory(**policy) -> Bound:
-        store = request.param()
-        clock = SetClock()
-        store.bind(Policy(ttl=policy.pop("ttl", TTL), **policy), clock)
-        made.append(store)
-        return Bound(store, clock)
+        def factory(**policy) -> Bound:
+            store = make()
+            clock = SetClock()
+            store.bind(Policy(ttl=policy.pop("ttl", TTL), **policy), clock)
+            return Bound(store, clock)
 
-    yield factory
-    for store in made:
-        store.close()
+        yield factory
 
 
 @pytest.fixture
