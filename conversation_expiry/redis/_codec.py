@@ -1,9 +1,10 @@
 """Records as the scripts store them, turned into states and departures.
 
-A live record is ``<6dB`` (created, last, ttl, max_age, warning_before, incarnation, flags) in
-microseconds, then the metadata JSON; a claimed record prefixes ``<16sBBI`` (owner, reason,
-lapsed claims, id length) and puts the id between the two. Decoding in Python with ``struct``
-keeps the scripts short and the replies small.
+A live record is flags (1 byte), created, last activity, ttl (7-byte little-endian integers of
+microseconds), incarnation (6 bytes), then max_age and warning_before (7 bytes each) if the
+flags say so, then the metadata JSON (see prelude.lua for why it is this tight). A claimed
+record is ``<16sBBI`` (owner, reason, lapsed claims, id length), the id, then a live record.
+Decoding in Python keeps the scripts short and the replies small.
 """
 
 from __future__ import annotations
@@ -16,21 +17,25 @@ from .._state import ConversationState, ExpiryReason
 from .._store import Departures, new_state
 
 __all__ = [
+    "REASONS",
     "Claim",
     "Claimed",
     "decode_claimed",
     "decode_id",
+    "departures",
     "encode_id",
+    "incarnation_of",
     "live_state",
     "to_datetime",
     "to_us",
+    "us_of",
 ]
 
-_REC = struct.Struct("<6dB")
 _HEAD = struct.Struct("<16sBBI")
-REC_LEN = _REC.size  # 49
 HEAD_LEN = _HEAD.size  # 22
-WARNED, HELD = 1, 2
+REC_LEN = 28
+WARNED, HELD, HAS_MAX_AGE, HAS_WARNING = 1, 2, 4, 8
+_from = int.from_bytes
 
 REASONS = {
     1: ExpiryReason.EXPIRED,
@@ -65,22 +70,32 @@ def to_datetime(us: float) -> datetime:
     return _EPOCH + timedelta(microseconds=int(us))
 
 
-def _metadata(raw: bytes, start: int) -> str | None:
-    return raw[start:].decode("utf-8", "surrogatepass") if len(raw) > start else None
+def _record(raw: bytes, pos: int) -> tuple[float, float, float, bool, int, str | None]:
+    """(created, last, expires) in seconds, warned, incarnation, metadata of a live record."""
+    flags = raw[pos]
+    c = _from(raw[pos + 1 : pos + 8], "little")
+    d = last = _from(raw[pos + 8 : pos + 15], "little")
+    d += _from(raw[pos + 15 : pos + 22], "little")
+    inc = _from(raw[pos + 22 : pos + 28], "little")
+    pos += REC_LEN
+    if flags & HAS_MAX_AGE:
+        capped = c + _from(raw[pos : pos + 7], "little")
+        if capped < d:
+            d = capped
+        pos += 7
+    if flags & HAS_WARNING:
+        pos += 7
+    md = raw[pos:].decode("utf-8", "surrogatepass") if len(raw) > pos else None
+    return c / 1e6, last / 1e6, d / 1e6, bool(flags & WARNED), inc, md
 
 
 def live_state(cid: str, raw: bytes) -> ConversationState:
-    c, last, ttl, max_age, _w, _i, flags = _REC.unpack_from(raw)
-    d = last + ttl
-    if max_age > 0 and c + max_age < d:
-        d = c + max_age
-    return new_state(
-        cid, c / 1e6, last / 1e6, d / 1e6, True, bool(flags & WARNED), 0.0, _metadata(raw, REC_LEN)
-    )
+    c, last, d, warned, _inc, md = _record(raw, 0)
+    return new_state(cid, c, last, d, True, warned, 0.0, md)
 
 
 def incarnation_of(raw: bytes) -> int:
-    return int(_REC.unpack_from(raw)[5])
+    return _from(raw[22:28], "little")
 
 
 class Claimed(NamedTuple):
@@ -95,15 +110,11 @@ class Claimed(NamedTuple):
 
 def decode_claimed(blob: bytes) -> Claimed:
     _owner, reason, lapses, idlen = _HEAD.unpack_from(blob)
-    c, last, ttl, max_age, _w, inc, flags = _REC.unpack_from(blob, HEAD_LEN)
-    start = HEAD_LEN + REC_LEN
-    cid = decode_id(blob[start : start + idlen])
-    d = last + ttl
-    if max_age > 0 and c + max_age < d:
-        d = c + max_age
-    md = _metadata(blob, start + idlen)
-    state = new_state(cid, c / 1e6, last / 1e6, d / 1e6, False, bool(flags & WARNED), 0.0, md)
-    return Claimed(state, REASONS[reason], int(inc), bool(flags & HELD), lapses)
+    cid = decode_id(blob[HEAD_LEN : HEAD_LEN + idlen])
+    pos = HEAD_LEN + idlen
+    c, last, d, warned, inc, md = _record(blob, pos)
+    state = new_state(cid, c, last, d, False, warned, 0.0, md)
+    return Claimed(state, REASONS[reason], inc, bool(blob[pos] & HELD), lapses)
 
 
 class Claim:

@@ -8,13 +8,11 @@ for n = 4, #ARGV do
   local inc = ARGV[n]
   local blob = redis.call('HGET', K, inc)
   if blob then
-    local owner, reason, _, idlen = struct.unpack(HEAD, blob)
+    local owner, reason, _, cid, rest = blob_read(blob)
     if owner == OWNER then
       redis.call('HDEL', K, inc)
       redis.call('ZREM', L, inc)
-      local r = rec_read(string.sub(blob, HEAD_LEN + 1))
-      if math.floor(r.f / HELD) % 2 == 1 then
-        local cid = string.sub(blob, HEAD_LEN + REC_LEN + 1, HEAD_LEN + REC_LEN + idlen)
+      if bit_set(rec_read(rest).f, HELD) then
         publish(cid, inc, reason, OWNER)
       end
     else

@@ -21,24 +21,23 @@ if #lapsed > 0 then
     if not blob then
       redis.call('ZREM', L, inc)
     else
-      local owner, reason, lapses, idlen = struct.unpack(HEAD, blob)
+      local owner, reason, lapses, cid, rest = blob_read(blob)
       lapses = lapses + 1
-      local rest = string.sub(blob, HEAD_LEN + 1)
+      local tail = cid .. rest
       redis.call('ZADD', T, horizon, inc .. ':' .. owner)
       redis.call('HINCRBY', M, 'takeovers', 1)
       if lapses >= DEAD_AFTER then
-        local moved = struct.pack(HEAD, owner, reason, lapses, idlen) .. rest
+        local moved = struct.pack(HEAD, owner, reason, lapses, #cid) .. tail
         redis.call('HDEL', K, inc)
         redis.call('ZREM', L, inc)
         redis.call('HSET', X, inc, moved)
         dead[#dead + 1] = moved
-        local r = rec_read(rest)
-        if math.floor(r.f / HELD) % 2 == 1 then
+        if bit_set(rec_read(rest).f, HELD) then
           -- The processes holding cleanups for it run them: it has left, if uncleanly.
-          publish(string.sub(rest, REC_LEN + 1, REC_LEN + idlen), inc, reason, '')
+          publish(cid, inc, reason, '')
         end
       else
-        local taken = struct.pack(HEAD, OWNER, reason, lapses, idlen) .. rest
+        local taken = struct.pack(HEAD, OWNER, reason, lapses, #cid) .. tail
         redis.call('HSET', K, inc, taken)
         redis.call('ZADD', L, fmt(now + LEASE), inc)
         out[#out + 1] = taken

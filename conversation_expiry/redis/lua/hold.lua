@@ -12,7 +12,7 @@ local r = rec_read(raw)
 if now > deadline(r) then
   return -2
 end
-if math.floor(r.f / HELD) % 2 == 0 then
+if not bit_set(r.f, HELD) then
   r.f = r.f + HELD
   redis.call('HSET', C, cid, rec_fixed(r) .. r.m)
 end

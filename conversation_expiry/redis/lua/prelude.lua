@@ -22,14 +22,16 @@ local C, D, W, K, L, X, S, M, T, R =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local OWNER, LEASE = ARGV[2], tonumber(ARGV[3])
 
--- A live record: created, last activity, ttl, max_age (0: none), warning_before (0: none),
--- incarnation, flags; then the metadata JSON text (empty: none). 49 bytes + metadata.
-local REC = '<ddddddB'
-local REC_LEN = 49
--- A claimed record starts with: owner, reason, lapsed claims, id length; then REC, id, metadata.
+-- A live record: flags, created, last activity, ttl (7-byte integers: microseconds up to the
+-- year 3111), incarnation (6 bytes); then max_age and warning_before (7 bytes each) when set;
+-- then the metadata JSON text (empty: none). 28 bytes without the options: with the 3-byte
+-- header of a Redis string that is a 32-byte allocation, which is why it is packed this tight.
+local REC = '<BI7I7I7I6'
+local OPT = '<I7'
+-- A claimed record: owner, reason, lapsed claims, id length; then the id, then a live record.
 local HEAD = '<c16BBI4'
 local HEAD_LEN = 22
-local WARNED, HELD = 1, 2
+local WARNED, HELD, HAS_MAX_AGE, HAS_WARNING = 1, 2, 4, 8
 local EXPIRED, ENDED, EVICTED, MAX_AGE = 1, 2, 3, 5
 local DEAD_AFTER = 3       -- lapsed claims before a conversation is dead-lettered
 local STREAM_LEN = 10000   -- departures of held conversations kept (approximately)
@@ -76,13 +78,42 @@ local function seen_due(now, ahead)
   end
 end
 
-local function rec_read(s)
-  local c, l, t, a, w, i, f = struct.unpack(REC, s)
-  return { c = c, l = l, t = t, a = a, w = w, i = i, f = f, m = string.sub(s, REC_LEN + 1) }
+local function bit_set(flags, bit)
+  return math.floor(flags / bit) % 2 == 1
 end
 
+-- A record as a table; `f` keeps only the WARNED and HELD bits (the others are recomputed).
+local function rec_read(s)
+  local f, c, l, t, i, pos = struct.unpack(REC, s)
+  local a, w = 0, 0
+  if bit_set(f, HAS_MAX_AGE) then
+    a, pos = struct.unpack(OPT, s, pos)
+  end
+  if bit_set(f, HAS_WARNING) then
+    w, pos = struct.unpack(OPT, s, pos)
+  end
+  return { c = c, l = l, t = t, a = a, w = w, i = i, f = f % 4, m = string.sub(s, pos) }
+end
+
+-- The record without its metadata (append r.m for the whole record).
 local function rec_fixed(r)
-  return struct.pack(REC, r.c, r.l, r.t, r.a, r.w, r.i, r.f)
+  local f, opt = r.f, ''
+  if r.a > 0 then
+    f = f + HAS_MAX_AGE
+    opt = struct.pack(OPT, r.a)
+  end
+  if r.w > 0 then
+    f = f + HAS_WARNING
+    opt = opt .. struct.pack(OPT, r.w)
+  end
+  return struct.pack(REC, f, r.c, r.l, r.t, r.i) .. opt
+end
+
+-- A claimed record's parts: owner, reason, lapses, id, live record.
+local function blob_read(blob)
+  local owner, reason, lapses, idlen = struct.unpack(HEAD, blob)
+  local cid = string.sub(blob, HEAD_LEN + 1, HEAD_LEN + idlen)
+  return owner, reason, lapses, cid, string.sub(blob, HEAD_LEN + idlen + 1)
 end
 
 local function deadline(r)
@@ -129,7 +160,7 @@ end
 
 -- A live record as claimed by this process, for `reason`.
 local function claimed_blob(cid, r, reason)
-  return struct.pack(HEAD, OWNER, reason, 0, #cid) .. rec_fixed(r) .. cid .. r.m
+  return struct.pack(HEAD, OWNER, reason, 0, #cid) .. cid .. rec_fixed(r) .. r.m
 end
 
 -- Move one live record to the claimed ones under this process's lease; append its claimed
