@@ -207,3 +207,25 @@ def test_forked_child_is_another_owner_with_its_own_keeper(
     assert store.stats()["claimed"] == 1  # the parent's claim is still the parent's
     store.ack(parent_claim)
     assert store.stats()["claimed"] == 0 and store.late_acks == 0
+
+
+def test_a_stream_trimmed_past_the_cursor_is_reconciled(
+    make: Callable[..., Any], clock: ManualClock
+) -> None:
+    holder = make()
+    other = make(namespace=holder.namespace)
+    for cid in ("ended", "kept", "claimed"):
+        holder.register(cid, None, None)
+    incs = {cid: holder.hold(cid) for cid in ("ended", "kept", "claimed")}
+    assert holder.left_elsewhere() == []
+    other.ack(other.end("ended"))
+    pending = other.end("claimed")  # claimed, not yet acknowledged: it has not left yet
+    # Trimmed before the holder read it (a busy namespace, a holder that polls rarely): the
+    # scripts trim the oldest entries with XDEL.
+    stream = holder.prefix + b"s"
+    holder._client.xdel(stream, *[e[0] for e in holder._client.xrange(stream)])
+    assert holder.left_elsewhere() == [("ended", incs["ended"], ExpiryReason.EXPIRED)]
+    assert holder.left_elsewhere() == []
+    other.ack(pending)
+    assert holder.left_elsewhere() == [("claimed", incs["claimed"], ExpiryReason.ENDED)]
+    assert len(holder._held) == 1  # "kept" is still live

@@ -208,3 +208,18 @@ def test_no_script_runs_longer_than_5ms(
     # multi-process ones) can preempt the server mid-script, so allow the odd one over 5 ms.
     assert evalsha["usec_per_call"] < 2500, evalsha
     assert len(slow) <= max(1, batches // 10), [(e["duration"], e["command"][:60]) for e in slow]
+
+
+def test_the_stream_is_trimmed_in_a_way_readers_notice(store: Any) -> None:
+    from conversation_expiry.redis._scripts import source
+
+    prelude = source("count").split("\n-- count:")[0]
+    body = (
+        "for n = 1, 10250 do publish('c' .. n, tostring(n), 1, 'o') end "
+        "return redis.call('XLEN', S)"
+    )
+    client = store._client
+    length = client.eval(prelude + "\n" + body, len(store.keys), *store.keys, b"", b"x" * 16, b"1")
+    assert 10000 <= length <= 10100
+    info = client.xinfo_stream(store.prefix + b"s")
+    assert info["max-deleted-entry-id"] != b"0-0"  # what events.lua compares a cursor with

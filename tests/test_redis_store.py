@@ -306,3 +306,20 @@ def test_operator_helpers(store: Any, clock: ManualClock) -> None:
     }  # fmt: skip
     clock.advance(15)
     assert store.stats()["live"] == 2 and store.stats()["due"] == 1
+
+
+def test_from_url_unix_socket(tmp_path: Any) -> None:
+    from redis_servers import RedisServer
+
+    from conversation_expiry.redis import RedisStore
+
+    sock = tmp_path / "redis.sock"
+    server = RedisServer(tmp_path / "unix", extra=["--unixsocket", str(sock)]).start()
+    try:
+        store = RedisStore.from_url(f"unix://{sock}", namespace="unix")
+        store.bind(Policy(ttl=TTL), ManualClock(START))
+        store.register("a", None, None)
+        assert store.count() == 1
+        store.close()
+    finally:
+        server.stop()

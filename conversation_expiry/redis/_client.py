@@ -39,7 +39,6 @@ _UNAVAILABLE_REPLIES = ("MISCONF", "NOREPLICAS", "LOADING", "MASTERDOWN", "CLUST
 DEFAULTS: dict[str, Any] = {
     "socket_timeout": 2.0,
     "socket_connect_timeout": 2.0,
-    "socket_keepalive": True,
     "health_check_interval": 15,
 }
 _RETRIES = 3
@@ -64,6 +63,8 @@ def client_from_url(url: object, kwargs: dict[str, Any]) -> redis.Redis:
         raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, got {url!r:.80}")
     options = dict(DEFAULTS)
     options["retry"] = Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), _RETRIES)
+    if not url.startswith("unix://"):
+        options["socket_keepalive"] = True  # (a unix socket connection takes no such option)
     options.update(kwargs)
     try:
         return redis.Redis.from_url(url, **options)

@@ -34,7 +34,7 @@ local HEAD_LEN = 22
 local WARNED, HELD, HAS_MAX_AGE, HAS_WARNING = 1, 2, 4, 8
 local EXPIRED, ENDED, EVICTED, MAX_AGE = 1, 2, 3, 5
 local DEAD_AFTER = 3       -- lapsed claims before a conversation is dead-lettered
-local STREAM_LEN = 10000   -- departures of held conversations kept (approximately)
+local STREAM_LEN = 10000   -- departures of held conversations kept (at most 100 more)
 local TAKEN_FOR = 86400e6  -- how long a takeover is remembered, to count a late ack
 
 local function fmt(x)
@@ -154,8 +154,19 @@ local function activity(cid, r, now, extend)
   return r
 end
 
+-- Departures of held conversations, for the processes holding cleanups for them. The stream
+-- is kept short with XDEL rather than XADD MAXLEN: trimming leaves no trace a reader could see,
+-- while XDEL moves max-deleted-entry-id, which tells a reader it missed entries (events.lua).
 local function publish(cid, inc, reason, owner)
-  redis.call('XADD', S, 'MAXLEN', '~', STREAM_LEN, '*', 'c', cid, 'i', inc, 'r', reason, 'o', owner)
+  redis.call('XADD', S, '*', 'c', cid, 'i', inc, 'r', reason, 'o', owner)
+  if redis.call('XLEN', S) > STREAM_LEN + 100 then
+    local old = redis.call('XRANGE', S, '-', '+', 'COUNT', 100)
+    local ids = {}
+    for n, entry in ipairs(old) do
+      ids[n] = entry[1]
+    end
+    redis.call('XDEL', S, unpack(ids))
+  end
 end
 
 -- A live record as claimed by this process, for `reason`.
