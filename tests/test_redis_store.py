@@ -323,3 +323,9 @@ def test_from_url_unix_socket(tmp_path: Any) -> None:
         store.close()
     finally:
         server.stop()
+
+
+def test_a_huge_ttl_is_capped_not_wrapped(store: Any) -> None:
+    state, _ = store.register("forever", 1e12, None)  # 31,000 years
+    years = (state.expires_at - state.created_at).days / 365.25
+    assert 140 < years < 143 and store.is_live("forever")

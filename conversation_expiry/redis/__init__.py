@@ -1,6 +1,25 @@
 """A shared conversation store in Redis: one lifecycle across worker processes and hosts.
 
-Needs the ``redis`` extra (redis-py); never imported by ``conversation_expiry`` itself.
+Needs the ``redis`` extra (redis-py); ``conversation_expiry`` itself never imports it.
+
+How it is laid out, and what follows from it:
+
+* Keys ``ce:{<namespace>}:c|d|w|k|l|x|s|m|t`` (plus short-lived ``...:r:<request>``): the
+  namespace is the hash tag, so a Cluster keeps a namespace in one slot; ids are hash fields
+  and set members, never key names, so no id can collide or reach another key. About 200-270
+  bytes of Redis memory per live conversation (one packed hash record, one sorted-set entry).
+* Time is the server's (``TIME`` in the scripts), never below a stored high-water mark, so a
+  server clock step back or a failover to a lagging replica delays expiry, never hastens it.
+* ``max_conversations`` bounds the namespace: the conversation nearest its deadline makes room,
+  past-due ones first (with their own reason), at most 64 per registration.
+* A claim lapsed three times (its cleanup keeps taking processes down) is dead-lettered, logged
+  once at ERROR, counted in ``stats()["dead"]`` and listed by ``dead_letters()``.
+* Replication is asynchronous, so a failover can lose the last acknowledged writes: a lost
+  touch means an earlier deadline (the conversation may expire up to one ``ttl`` early, counted
+  from the lost activity); a lost acknowledgement means the claim comes back after the lease
+  and ``on_expire`` runs again (hooks should be idempotent); a lost registration is a
+  conversation that ``update_activity`` no longer knows. Redis' ``WAIT`` would narrow this,
+  at a round trip per call; the store does not use it.
 """
 
 from __future__ import annotations

@@ -57,9 +57,14 @@ def decode_id(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogatepass")
 
 
+# Durations are capped at about 142 years: a deadline then stays below 2^53 microseconds, where
+# Lua's doubles are exact, and within the records' 7-byte fields. Longer is "never" anyway.
+MAX_SPAN_US = 2**52
+
+
 def to_us(seconds: float) -> int:
     """Seconds as whole microseconds, at least one (a positive duration stays positive)."""
-    return max(1, round(seconds * 1e6))
+    return max(1, min(MAX_SPAN_US, round(seconds * 1e6)))
 
 
 def us_of(moment: datetime) -> int:

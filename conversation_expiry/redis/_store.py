@@ -13,7 +13,6 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from .._clock import Clock, SystemClock, WallOffset, reader
@@ -28,9 +27,10 @@ from .._store import Departures, Policy, Sweep
 from .._validation import to_seconds
 from . import _codec
 from ._client import check_client, client_from_url, unavailable, warn_if_evictable
-from ._codec import Claim, decode_id, encode_id, live_state, to_datetime, to_us
+from ._codec import Claim, decode_id, encode_id, live_state, to_us
 from ._events import Held
 from ._lease import LeaseKeeper, track_store
+from ._ops import OperatorViews
 from ._scripts import Scripts, key_names
 
 __all__ = ["RedisStore"]
@@ -58,7 +58,7 @@ def _check_namespace(namespace: object) -> str:
     return namespace
 
 
-class RedisStore:
+class RedisStore(OperatorViews):
     """Conversations of one namespace in Redis, shared by every process that uses it.
 
     ``lease`` (seconds): how long a claim stays this process's without renewal; its lease
@@ -294,49 +294,3 @@ class RedisStore:
         self._keeper.close(timeout=5.0)
         if self._owns_client:
             self._client.close()
-
-    # -- for operators ----------------------------------------------------------------------
-
-    def stats(self) -> dict[str, int]:
-        """Counts of the namespace: live, due (past due, not yet claimed), claimed, dead,
-        late_acks and takeovers (of every process), outstanding (this process's claims)."""
-        live, due, claimed, dead, late, takeovers, _now = self._run(self._scripts.stats, [])
-        return {
-            "live": int(live),
-            "due": int(due),
-            "claimed": int(claimed),
-            "dead": int(dead),
-            "late_acks": int(late),
-            "takeovers": int(takeovers),
-            "outstanding": self._keeper.outstanding,
-        }
-
-    def next_deadlines(self, n: int) -> list[tuple[str, datetime]]:
-        """The ``n`` live conversations nearest their deadlines, nearest first."""
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"n must be a non-negative int, got {n!r:.80}")
-        reply = self._run(self._scripts.deadlines, [n]) if n else []
-        return [
-            (decode_id(reply[i]), to_datetime(float(reply[i + 1]))) for i in range(0, len(reply), 2)
-        ]
-
-    def dead_letters(self, n: int = 100) -> list[ConversationState]:
-        """Up to ``n`` dead-lettered conversations (states as claimed), for operators."""
-        key = self.prefix + b"x"
-        found: list[ConversationState] = []
-        cursor = 0
-        while len(found) < n:
-            cursor, batch = unavailable(self._client.hscan, key, cursor, None, min(n, 500))
-            found += [_codec.decode_claimed(b).state for b in batch.values()]
-            if not cursor:
-                break
-        return found[:n]
-
-    def forget_dead_letters(self) -> int:
-        """Delete the dead-letter set (after an operator dealt with it); returns how many."""
-        key = self.prefix + b"x"
-        count = int(unavailable(self._client.hlen, key))
-        unavailable(self._client.delete, key)
-        return count
-
-
