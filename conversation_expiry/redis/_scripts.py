@@ -17,7 +17,7 @@ NAMES = (
 )  # fmt: skip
 
 # Key suffixes in the order the prelude reads KEYS (see prelude.lua for what each holds).
-_SUFFIXES = ("c", "d", "w", "k", "l", "x", "s", "m", "t")
+_SUFFIXES = ("c", "d", "w", "m", "k", "l", "x", "s", "t")
 
 
 def source(name: str) -> str:

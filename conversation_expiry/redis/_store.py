@@ -77,6 +77,7 @@ class RedisStore(OperatorViews):
         self.lease = to_seconds("lease", lease)
         self.prefix, keys = key_names(self.namespace)
         self.keys: list[bytes] = keys
+        self._hot_keys = keys[:4]  # C, D, W, M: all that the request path's scripts use
         self._client = client
         self._owns_client = False
         self._scripts = Scripts(client)
@@ -148,8 +149,10 @@ class RedisStore(OperatorViews):
             )
         return str(us).encode()
 
-    def _run(self, script: Any, args: list[Any], request: bool = False) -> Any:
-        keys = self.keys
+    def _run(
+        self, script: Any, args: list[Any], request: bool = False, hot: bool = False
+    ) -> Any:
+        keys = self._hot_keys if hot else self.keys
         if request:  # a key for the reply, so a retried request gets the first one
             keys = [*keys, self.prefix + b"r:" + self.owner + b":%d" % next(self._requests)]
         if self._read is None:
@@ -203,7 +206,8 @@ class RedisStore(OperatorViews):
         return live_state(cid, raw), bool(started), self._departures(blobs, now)
 
     def touch(self, cid: str, extend: bool) -> ConversationState:
-        reply = self._run(self._scripts.touch, [encode_id(cid), b"1" if extend else b"0"])
+        args = [encode_id(cid), b"1" if extend else b"0"]
+        reply = self._run(self._scripts.touch, args, hot=True)
         if type(reply) is bytes:
             return live_state(cid, reply)
         if reply == 0:
@@ -211,18 +215,18 @@ class RedisStore(OperatorViews):
         raise ConversationExpiredError(cid)
 
     def get(self, cid: str) -> ConversationState | None:
-        reply = self._run(self._scripts.read, [encode_id(cid)])
+        reply = self._run(self._scripts.read, [encode_id(cid)], hot=True)
         return live_state(cid, reply[0]) if reply else None
 
     def is_live(self, cid: str) -> bool:
-        return bool(self._run(self._scripts.read, [encode_id(cid)]))
+        return bool(self._run(self._scripts.read, [encode_id(cid)], hot=True))
 
     def count(self) -> int:
-        return int(self._run(self._scripts.count, []))
+        return int(self._run(self._scripts.count, [], hot=True))
 
     def hold(self, cid: str) -> int:
         self._held.start_reading(self._run, self._scripts.events)
-        inc = int(self._run(self._scripts.hold, [encode_id(cid)]))
+        inc = int(self._run(self._scripts.hold, [encode_id(cid)], hot=True))
         if inc == -1:
             raise ConversationNotFoundError(cid)
         if inc == -2:

@@ -1,14 +1,15 @@
 -- Shared by every script (prepended at load time; redis has no include).
 --
--- KEYS, the same for every script, all under one hash tag so a Cluster keeps them in one slot:
+-- KEYS, in this order, all under one hash tag so a Cluster keeps them in one slot. The request
+-- path's scripts (touch, read, count, hold) are given only the first four, all they use:
 --   C  hash   id -> live record (see REC below)
 --   D  zset   id -> deadline (microseconds): what is due, the live count, eviction order
 --   W  zset   id -> warning time, for conversations with a warning window not yet warned
---   K  hash   incarnation -> claimed record (claim header + live record + id)
+--   M  hash   hw (time high-water mark), inc (incarnation counter), late, takeovers
+--   K  hash   incarnation -> claimed record (claim header, id, live record)
 --   L  zset   incarnation -> lease deadline of its claim
 --   X  hash   incarnation -> claimed record, for the dead-lettered
 --   S  stream departures of held conversations, read by the processes holding cleanups
---   M  hash   hw (time high-water mark), inc (incarnation counter), late, takeovers, dead
 --   T  zset   "incarnation:owner" -> time a claim was taken from that owner (late acks)
 --   R  string the reply of one request, for a retried request (only scripts that use it)
 -- ARGV[1] time in microseconds ('' = the server's TIME), ARGV[2] owner (16 bytes),
@@ -18,7 +19,7 @@
 -- deadline arithmetic is exact. Numbers are passed to redis as '%.17g' strings because redis
 -- would turn a Lua number into '%.14g' text and drop the low digits.
 
-local C, D, W, K, L, X, S, M, T, R =
+local C, D, W, M, K, L, X, S, T, R =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 local OWNER, LEASE = ARGV[2], tonumber(ARGV[3])
 
