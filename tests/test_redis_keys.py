@@ -65,13 +65,9 @@ def test_every_key_under_the_prefix_and_in_one_slot(
         assert len(keys) >= 7
         assert {key_slot(k) for k in keys} == {key_slot(store.prefix)}
         assert store.prefix == f"ce:{{{ns}}}:".encode()
-    # Nothing outside the prefixes (the session server is shared by the Redis tests, so only
-    # check that these namespaces wrote under their own prefixes).
-    prefixes = tuple(f"ce:{{{ns}}}:".encode() for ns in namespaces)
+    # Nothing outside a store's prefix on the server the Redis tests share.
     client = redis_store(namespace="probe")._client
-    stray = [k for k in all_keys(client) if not k.startswith(b"ce:{")]
-    assert stray == [] and all(k.startswith(b"ce:{") for k in all_keys(client))
-    assert len({key_slot(p) for p in prefixes}) >= 1
+    assert [k for k in all_keys(client) if not k.startswith(b"ce:{")] == []
 
 
 def test_hostile_ids_round_trip_without_collision(store: Any, clock: ManualClock) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -89,6 +90,7 @@ class RedisStore(OperatorViews):
         self._held = Held()
         self._unacked: list[Claim] = []
         self.late_acks = 0  # acknowledgements of this process that came after a takeover
+        self._count_lock = threading.Lock()  # the keeper thread acknowledges too
         self.maxmemory_warned = False
         self._new_owner()
         self._keeper = LeaseKeeper(self._renew, self._retry_acks, self.lease / 3)
@@ -125,6 +127,7 @@ class RedisStore(OperatorViews):
         # A child is another process: its claims are its own, the parent's stay the parent's.
         self._new_owner()
         self._unacked = []
+        self._count_lock = threading.Lock()
         self._held.reset_after_fork()
 
     def _now_arg(self) -> bytes:
@@ -272,7 +275,9 @@ class RedisStore(OperatorViews):
             late += int(self._run(self._scripts.ack, incs[start : start + _ACK_CHUNK]))
         claim.acked = True
         self._keeper.discard(incs)
-        self.late_acks += late
+        if late:
+            with self._count_lock:
+                self.late_acks += late
 
     def _retry_acks(self) -> bool:
         while self._unacked:
