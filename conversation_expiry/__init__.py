@@ -7,6 +7,8 @@ attached to a conversation run exactly once, outside the manager's lock.
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
 from ._clock import Clock, ManualClock, SystemClock
 from ._errors import (
     ConversationExpiredError,
@@ -17,6 +19,11 @@ from ._manager import ConversationExpiryManager
 from ._memory import MemoryStore
 from ._state import ConversationState, ExpiryReason
 from ._store import ConversationStore, Policy, Removed, new_state
+
+try:
+    __version__ = version("conversation-expiry")
+except PackageNotFoundError:  # pragma: no cover - imported from a source tree never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Clock",
@@ -32,5 +39,6 @@ __all__ = [
     "Policy",
     "Removed",
     "SystemClock",
+    "__version__",
     "new_state",
 ]

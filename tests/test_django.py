@@ -175,16 +175,21 @@ def test_request_without_header_has_no_conversation(manager: ConversationExpiryM
     assert len(manager) == 0
 
 
-def test_middleware_sets_request_attributes(manager: ConversationExpiryManager) -> None:
-    seen: list[Any] = []
-
-    def view(request: HttpRequest) -> HttpResponse:
-        seen.append((request.conversation.id, request.conversation_started))
-        return HttpResponse()
-
+def test_middleware_defaults_request_attributes_before_resolution(
+    manager: ConversationExpiryManager,
+) -> None:
     request = RequestFactory().get("/", headers={"X-Conversation-ID": "rf-1"})
-    ConversationExpiryMiddleware(view)(request)
-    assert seen == [("rf-1", True)]
+    ConversationExpiryMiddleware(lambda request: HttpResponse())(request)
+    assert (request.conversation, request.conversation_started) == (None, False)
+    assert len(manager) == 0
+
+
+def test_middleware_touches_the_conversation_in_process_view(
+    manager: ConversationExpiryManager,
+) -> None:
+    request = RequestFactory().get("/", headers={"X-Conversation-ID": "rf-1"})
+    assert ConversationExpiryMiddleware(chat).process_view(request, chat, (), {}) is None
+    assert (request.conversation.id, request.conversation_started) == ("rf-1", True)
 
 
 def test_header_name_is_configurable(configure: Callable[..., ConversationExpiryManager]) -> None:

@@ -347,7 +347,7 @@ def test_on_expire_runs_in_the_app_context_on_the_cleanup_thread(
     )
     ConversationExpiry(app, on_expire=on_expire)
     apps.append(app)
-    app.test_client().get("/", headers={HEADER: "c1"})
+    manager_of(app).register_conversation("c1")
     clock.advance(61)
     assert ran.wait(timeout=10)
     assert seen == [("ctx-app", THREAD)]
@@ -360,6 +360,7 @@ from conversation_expiry.flask import ConversationExpiry
 app = Flask("exit-app")
 app.config["CONVERSATION_EXPIRY_TTL"] = 600
 ext = ConversationExpiry(app, on_expire=lambda s, r: print("left", s.id, r.value, flush=True))
+app.add_url_rule("/", view_func=lambda: "")
 app.test_client().get("/", headers={"X-Conversation-ID": "c1"})
 with app.app_context():
     print("running", ext.manager.running, flush=True)
@@ -521,6 +522,7 @@ def test_app_built_before_fork_expires_conversations_in_the_child(
         status = 1
         try:
             running = manager_of(app).running
+            manager_of(app).register_conversation("c1")
             served = app.test_client().get("/", headers={HEADER: "c1"}).status_code
             clock.advance(61)
             os.write(write_end, f"{running} {served} {expired.wait(timeout=10)}".encode())
