@@ -80,7 +80,10 @@ class _Tally:
             )
 
 
-def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Run the simulation ``args`` describe, writing to ``out`` (default: the current stdout)."""
+    if out is None:
+        out = sys.stdout
     rng = random.Random(args.seed)
     started = time.monotonic()
     tally = _Tally(out, args.quiet, started)

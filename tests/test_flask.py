@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from conversation_expiry import (
     ConversationState,
     ExpiryReason,
     ManualClock,
+    MemoryStore,
 )
 from conversation_expiry.flask import (
     ConversationExpiry,
@@ -195,6 +197,77 @@ def test_bad_id_answers_400_and_changes_nothing(app: Flask, clock: ManualClock, 
     assert bad not in response.get_data(as_text=True) or bad == ""
     assert manager_of(app).get("c1") == before
     assert len(manager_of(app)) == 1
+
+
+def test_bad_id_answers_a_json_body_by_default(app: Flask) -> None:
+    response = post(app, "has space")
+    assert response.content_type == "application/json"
+    assert response.get_json() == {
+        "error": "Invalid conversation id: it has characters that are not allowed."
+    }
+
+
+def test_bad_id_body_is_configurable(make: Callable[..., Flask]) -> None:
+    app = make(CONVERSATION_EXPIRY_INVALID_ID_BODY="text")
+    response = post(app, "has space")
+    assert (response.status_code, response.mimetype) == (400, "text/plain")
+    assert response.get_data(as_text=True).startswith("Invalid conversation id:")
+
+
+def test_bad_id_from_the_view_helper_gets_the_same_body(app: Flask) -> None:
+    response = app.test_client().post("/chat/a%20b")
+    assert response.get_json() == post(app, "a b").get_json()
+
+
+def test_unknown_route_touches_no_conversation(app: Flask) -> None:
+    response = app.test_client().post("/nowhere", headers={HEADER: "c1"})
+    assert response.status_code == 404
+    assert len(manager_of(app)) == 0
+
+
+def test_method_not_allowed_touches_no_conversation(app: Flask) -> None:
+    response = app.test_client().delete("/chat", headers={HEADER: "c1"})
+    assert response.status_code == 405
+    assert len(manager_of(app)) == 0
+
+
+def test_automatic_options_answer_touches_no_conversation(app: Flask) -> None:
+    response = app.test_client().options("/chat", headers={HEADER: "c1"})
+    assert response.status_code == 200
+    assert len(manager_of(app)) == 0
+
+
+def test_bad_id_on_an_unknown_route_is_a_404(app: Flask) -> None:
+    assert app.test_client().get("/nowhere", headers={HEADER: "a b"}).status_code == 404
+
+
+def test_store_setting_takes_a_redis_url(
+    make: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, str]] = []
+
+    class RedisStore:
+        @staticmethod
+        def from_url(url: str, *, namespace: str) -> MemoryStore:
+            calls.append((url, namespace))
+            return MemoryStore()
+
+    stub = SimpleNamespace(RedisStore=RedisStore)
+    monkeypatch.setitem(sys.modules, "conversation_expiry.redis", stub)
+    make(CONVERSATION_EXPIRY_STORE="redis://cache:6379/0", CONVERSATION_EXPIRY_NAMESPACE="chat")
+    assert calls == [("redis://cache:6379/0", "chat")]
+
+
+def test_store_setting_takes_a_store_object(make: Callable[..., Flask], clock: ManualClock) -> None:
+    store = MemoryStore()
+    app = make(CONVERSATION_EXPIRY_STORE=store)
+    post(app, "c1")
+    assert store.count(clock.monotonic()) == 1
+
+
+def test_bad_store_setting_names_the_config_key(clock: ManualClock) -> None:
+    with pytest.raises(TypeError, match="CONVERSATION_EXPIRY_STORE"):
+        build_app(clock, CONVERSATION_EXPIRY_STORE=42)
 
 
 def test_id_length_limit_is_configurable(make: Callable[..., Flask]) -> None:
