@@ -542,19 +542,29 @@ def test_threaded_server_shares_one_conversation_between_threads(app: Flask, ser
 # -- the example -----------------------------------------------------------------------------
 
 
-def load_example() -> Any:
+@pytest.fixture
+def example() -> Iterator[Any]:
+    """The example module, loaded; its module-level app stopped and its logging undone after."""
+    loggers = [logging.getLogger(name) for name in ("chat", "conversation_expiry")]
+    saved = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
     path = Path(__file__).resolve().parent.parent / "examples" / "flask_app.py"
     spec = importlib.util.spec_from_file_location("flask_example_app", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        if hasattr(module, "app"):
+            module.app.extensions["conversation_expiry"].close(timeout=5)
+        for lg, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+            lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
 
 
 def test_example_app_frees_history_and_starts_afresh_after_expiry(
-    clock: ManualClock, apps: list[Flask]
+    example: Any, clock: ManualClock, apps: list[Flask]
 ) -> None:
-    app = load_example().create_app(
+    app = example.create_app(
         CONVERSATION_EXPIRY_CLOCK=clock,
         CONVERSATION_EXPIRY_CLEANUP_INTERVAL=3600,
         CONVERSATION_EXPIRY_THREAD_NAME=THREAD,
@@ -568,6 +578,25 @@ def test_example_app_frees_history_and_starts_afresh_after_expiry(
     assert client.get("/stats").get_json() == {"live_conversations": 0, "histories": 0}
     body = client.post("/chat", headers={HEADER: "alice"}, data="back").get_json()
     assert (body["new"], body["turn"]) == (True, 1)
+
+
+def test_example_has_a_module_level_app_for_gunicorn(example: Any) -> None:
+    assert isinstance(example.app, Flask)
+    assert manager_of(example.app).running
+
+
+def test_example_reads_its_settings_from_the_environment(example: Any) -> None:
+    env = {"CHAT_TTL": "2.5", "CHAT_CLEANUP_INTERVAL": "0.5", "CHAT_MAX_CONVERSATIONS": "7"}
+    assert example.settings_from_env(env) == {
+        "CONVERSATION_EXPIRY_TTL": 2.5,
+        "CONVERSATION_EXPIRY_CLEANUP_INTERVAL": 0.5,
+        "CONVERSATION_EXPIRY_MAX_CONVERSATIONS": 7,
+    }
+
+
+def test_example_store_comes_from_the_environment(example: Any) -> None:
+    settings = example.settings_from_env({"CHAT_STORE": "redis://cache:6379/0"})
+    assert settings["CONVERSATION_EXPIRY_STORE"] == "redis://cache:6379/0"
 
 
 # -- a fork after the app was built (gunicorn --preload) ----------------------------------------
