@@ -7,6 +7,7 @@ SIGTERM runs the live conversations' cleanups (reason ``shutdown``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -100,10 +101,8 @@ def _decode(raw: bytes, headers: Any) -> Any:
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)  # the workers too, whatever state they are in
-    except ProcessLookupError:
-        pass
     process.wait(10)
 
 
