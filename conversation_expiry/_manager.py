@@ -68,6 +68,7 @@ class ConversationExpiryManager:
             on_warning=on_warning,
             clock=clock,
             thread_name=thread_name,
+            tracer_provider=tracer_provider, meter_provider=meter_provider,
         )
         self._meaningful = meaningful_predicate(meaningful_activities)
         self._policy = policy
