@@ -153,3 +153,26 @@ def test_the_clock_never_runs_backwards_across_nested_freezes(make_manager) -> N
     seen.append(m.clock.monotonic())
     assert seen == sorted(seen)
     assert seen[2] - seen[0] == pytest.approx(5)
+
+
+def test_a_freeze_the_clock_did_not_see_start_is_followed_from_its_first_reading(
+    make_manager,
+) -> None:
+    # freezegun imported after the clock last read: its start went unrecorded. The clock then
+    # continues from where it stands at its first reading in the freeze (the fallback).
+    import freezegun.api
+
+    m = make_manager(TTL, autostart=False)
+    m.register_conversation("a")
+    freeze = freeze_time("2024-01-01")
+    frozen = type(freeze).start.__wrapped__(freeze)  # the unrecorded start
+    try:
+        before = m.clock.monotonic()
+        assert not m.is_expired("a")
+        frozen.tick(TTL + 1)
+        assert m.clock.monotonic() == before + TTL + 1
+        assert m.cleanup_expired() == ["a"]
+    finally:
+        type(freeze).stop.__wrapped__(freeze)
+    assert not freezegun.api.freeze_factories
+    assert m.clock.monotonic() >= before + TTL + 1  # never backwards after it
