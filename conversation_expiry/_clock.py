@@ -94,9 +94,11 @@ class SystemClock:
     """The default clock: ``time.monotonic`` for deadlines, the wall clock for timestamps.
 
     Under ``freezegun`` every thread sees the frozen time. A freeze continues the clock from
-    where it stood (moving as the frozen time moves), and the clock never runs backwards after
-    it, so entering or leaving a freeze neither expires nor revives anything; timestamps are the
-    frozen time. Any other patch of ``time.monotonic`` / ``time.time`` is honoured as it is.
+    where it stood when the freeze started (moving as the frozen time moves, also by ticks made
+    before the clock's first reading in it: see ``_frozen``), and the clock never runs
+    backwards after it, so entering or leaving a freeze neither expires nor revives anything;
+    timestamps are the frozen time. Any other patch of ``time.monotonic`` / ``time.time`` is
+    honoured as it is.
     """
 
     __slots__ = (
