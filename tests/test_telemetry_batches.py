@@ -208,3 +208,39 @@ def test_without_a_meter_provider_a_batch_touches_no_instrument(clock: ManualClo
             instruments.removed, instruments.lag = before
     finally:
         m.stop()
+
+
+# -- through the manager, once Callbacks.finish calls removed_batch ---------------------------
+
+
+@pytest.fixture
+def batched(monkeypatch: pytest.MonkeyPatch, measured: Measured) -> list[int]:
+    """Sizes of the batches the manager hands to ``removed_batch``; skips until it does."""
+    sizes: list[int] = []
+    real = Telemetry.removed_batch
+
+    def spy(self: Telemetry, states: Any, reasons: Any, *args: Any, **kwargs: Any) -> None:
+        sizes.append(len(reasons))
+        real(self, states, reasons, *args, **kwargs)
+
+    monkeypatch.setattr(Telemetry, "removed_batch", spy)
+    m = measured.manager
+    m.register_conversation("probe")
+    m.end_conversation("probe")
+    if not sizes:
+        pytest.skip("Callbacks.finish does not call Telemetry.removed_batch yet")
+    sizes.clear()
+    return sizes
+
+
+def test_a_sweep_measures_once_per_batch(
+    monkeypatch: pytest.MonkeyPatch, measured: Measured, clock: ManualClock, batched: list[int]
+) -> None:
+    m = measured.manager
+    for i in range(600):
+        m.register_conversation(f"s{i}")
+    clock.advance(TTL + 1)
+    removed, lag = spy(monkeypatch, measured)
+    assert len(m.cleanup_expired()) == 600
+    assert sum(batched) == 600 and len(batched) == len(removed.calls) == len(lag.calls) > 1
+    assert sum(amount for amount, _ in removed.calls) == 600
