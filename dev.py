@@ -42,7 +42,7 @@ def venv_python(venv: Path = VENV) -> Path:
 
 
 def no_venv_message() -> str:
-    version = "%d.%d" % sys.version_info[:2]
+    version = "{}.{}".format(*sys.version_info[:2])
     return (
         f"this Python ({sys.executable}, {version}) cannot make a virtual environment with pip "
         "in it: its ensurepip module is missing.\n"
@@ -64,7 +64,7 @@ def make_venv() -> bool:
     say(f"creating .venv with Python {sys.version.split()[0]} ({sys.executable})")
     try:
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-    except (subprocess.CalledProcessError, OSError) as exc:
+    except (subprocess.CalledProcessError, OSError, SystemExit) as exc:  # Debian's venv may exit
         shutil.rmtree(VENV, ignore_errors=True)  # half made: the next run starts over
         say(f"{no_venv_message()}\n(creating it failed: {exc})")
         return False
@@ -92,9 +92,9 @@ def wanted_stamp(extras: tuple[str, ...], stamp: Path = STAMP) -> dict[str, obje
 
 def ensure_installed(extras: tuple[str, ...]) -> bool:
     python = venv_python()
-    if not python.exists() or subprocess.run([str(python), "-c", ""], check=False).returncode:
-        if not make_venv():
-            return False
+    broken = not python.exists() or subprocess.run([str(python), "-c", ""], check=False).returncode
+    if broken and not make_venv():
+        return False
     stamp = wanted_stamp(extras)
     if stamp is None:
         return True
@@ -111,7 +111,7 @@ def ensure_installed(extras: tuple[str, ...]) -> bool:
 
 
 def main(argv: list[str]) -> int:
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 - this file runs on whatever python3 is
         say(f"needs Python 3.10 or newer; this is {sys.version.split()[0]} ({sys.executable})")
         return 1
     if not argv or argv[0] not in COMMANDS:
