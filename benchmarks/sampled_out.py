@@ -15,13 +15,16 @@ round by round (a rotation, see ``measure.interleave``), medians over rounds:
 * with the ``MeterProvider``, how many lag histogram points and removal counts one sweep left
   (per batch: about ``expired / SWEEP_BATCH``; per conversation: ``expired``).
 
-Cyclic GC is paused while timing, as ``timeit`` does.
+Cyclic GC is paused while timing, as ``timeit`` does. The verdicts use paired figures: the
+median over rounds of each round's ratio (or difference) between two configurations, which run
+next to each other in that round, so a drift of the machine's speed cancels out.
 """
 
 from __future__ import annotations
 
 import gc
 import math
+import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -290,32 +293,43 @@ def render_sampled_out(res: SampledOut) -> str:
     return "\n".join(lines)
 
 
+def paired_ratio(ours: Stat, base: Stat) -> float:
+    """The median over rounds of ours / base within each round."""
+    return statistics.median(a / b for a, b in zip(ours.samples, base.samples, strict=True))
+
+
+def paired_difference(ours: Stat, base: Stat) -> float:
+    """The median over rounds of ours - base within each round."""
+    return statistics.median(a - b for a, b in zip(ours.samples, base.samples, strict=True))
+
+
 def sampled_out_verdicts(res: SampledOut) -> list[tuple[bool, str, str]]:
     """(passed, target, detail) for each part of issue 12's target 1."""
     out: list[tuple[bool, str, str]] = []
-    base = res.update[NO_SDK].median
+    base = res.update[NO_SDK]
     for name in (SDK, SDK_CHILD):
-        ours = res.update[name].median
+        ratio = paired_ratio(res.update[name], base)
         out.append((
-            ours <= UPDATE_FACTOR * base,
+            ratio <= UPDATE_FACTOR,
             f"update_activity with {name} <= {UPDATE_FACTOR:g}x no SDK",
-            f"{ours:.2f} us vs {UPDATE_FACTOR:g} x {base:.2f} = {UPDATE_FACTOR * base:.2f} us "
-            f"(ratio {ours / base:.2f}x)",
+            f"paired ratio {ratio:.2f}x (medians {res.update[name].median:.2f} us vs "
+            f"{base.median:.2f} us)",
         ))
-    base_s = res.sweep[NO_SDK].median
+    base_s = res.sweep[NO_SDK]
     for name in (SDK, SDK_METRICS):
-        ours = res.sweep[name].median
+        ratio = paired_ratio(res.sweep[name], base_s)
         out.append((
-            ours <= SWEEP_FACTOR * base_s,
+            ratio <= SWEEP_FACTOR,
             f"sweep per expired conversation with {name} <= {SWEEP_FACTOR:g}x no SDK",
-            f"{ours:.3f} us vs {SWEEP_FACTOR:g} x {base_s:.3f} = {SWEEP_FACTOR * base_s:.3f} us "
-            f"(ratio {ours / base_s:.2f}x)",
+            f"paired ratio {ratio:.2f}x (medians {res.sweep[name].median:.3f} us vs "
+            f"{base_s.median:.3f} us)",
         ))
-    added = res.update[SDK_METRICS].median - res.update[SDK].median
+    added = paired_difference(res.update[SDK_METRICS], res.update[SDK])
     out.append((
         added <= METRICS_BUDGET_US,
         f"metrics add <= {METRICS_BUDGET_US:g} us per update_activity",
-        f"{res.update[SDK_METRICS].median:.2f} - {res.update[SDK].median:.2f} = {added:+.2f} us",
+        f"paired difference {added:+.2f} us (medians {res.update[SDK_METRICS].median:.2f} vs "
+        f"{res.update[SDK].median:.2f} us; update_activity records no metric)",
     ))
     batches = math.ceil(res.expired / BATCH)
     out.append((
