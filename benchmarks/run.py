@@ -9,8 +9,10 @@ Measured (each module's docstring says how): ``call_cost`` (update_activity and 
 100k live, including the OpenTelemetry SDK and lifecycle-option configurations of issues 4 and
 5), ``throughput`` (4 threads), ``memory`` (bytes per conversation), ``sweep`` (1M live / 100k
 expired: alone, and the longest update_activity wait in another thread), ``lag`` (deadline to
-on_expire with the real thread) and ``locks`` (readerwriterlock classes). ``adapters`` wraps the
-implementations; ``naive_port`` is the Go-faithful baseline; ``report`` holds the targets.
+on_expire with the real thread), ``locks`` (readerwriterlock classes) and ``sampled_out`` (an
+OpenTelemetry SDK that samples everything out, issue 12 target 1: its own table and PASS/FAIL
+lines). ``adapters`` wraps the implementations; ``naive_port`` is the Go-faithful baseline;
+``report`` holds the targets.
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ from benchmarks.lag import cleanup_lags
 from benchmarks.locks import lock_costs
 from benchmarks.memory import bytes_per_conversation
 from benchmarks.report import Results, render, verdicts
+from benchmarks.sampled_out import (
+    SampledOut,
+    measure_sampled_out,
+    render_sampled_out,
+    sampled_out_verdicts,
+)
 from benchmarks.sweep import sweep_runs
 from benchmarks.throughput import aggregate_rates
 
@@ -61,6 +69,11 @@ class Settings:
     lag_count: int
     lock_ops: int  # acquire + release cycles per lock per round
     lock_rounds: int
+    otel_live: int  # issue 12 target 1 (sampled_out): live conversations per configuration
+    otel_update_ops: int
+    otel_update_rounds: int
+    otel_expired: int  # conversations each timed sweep expires
+    otel_sweep_rounds: int
 
 
 FULL = Settings(
@@ -80,6 +93,11 @@ FULL = Settings(
     lag_count=200,
     lock_ops=100_000,
     lock_rounds=9,
+    otel_live=100_000,
+    otel_update_ops=20_000,
+    otel_update_rounds=15,
+    otel_expired=100_000,
+    otel_sweep_rounds=7,
 )
 QUICK = Settings(
     mode="quick",
@@ -98,6 +116,11 @@ QUICK = Settings(
     lag_count=40,
     lock_ops=20_000,
     lock_rounds=5,
+    otel_live=20_000,
+    otel_update_ops=5_000,
+    otel_update_rounds=7,
+    otel_expired=20_000,
+    otel_sweep_rounds=5,
 )
 
 _T0 = time.perf_counter()
@@ -277,6 +300,25 @@ def to_json(s: Settings, env: dict[str, Any], res: Results, runtime: float) -> d
     }
 
 
+def measure_otel(s: Settings) -> SampledOut:
+    progress("OpenTelemetry SDK sampling everything out (issue 12, target 1)")
+    return measure_sampled_out(
+        s.otel_live, s.otel_update_ops, s.otel_update_rounds, s.otel_expired, s.otel_sweep_rounds
+    )
+
+
+def render_otel(res: SampledOut) -> str:
+    lines = [
+        "",
+        "### OpenTelemetry SDK sampling everything out (issue 12, target 1)",
+        "",
+        render_sampled_out(res),
+        "",
+        *(f"{'PASS' if ok else 'FAIL'}  {t}: {d}" for ok, t, d in sampled_out_verdicts(res)),
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="smaller, shorter: under a minute")
@@ -287,17 +329,21 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     cpu_started = _cpu_seconds()
     results = measure(settings)
+    otel = measure_otel(settings)
     runtime = time.perf_counter() - started
     env["cpu_s"] = _cpu_seconds() - cpu_started
     env["load_average_at_end"] = _load_average()
     progress(f"done in {runtime:.1f}s")
     print(render(results, header(settings, env)))
+    print(render_otel(otel))
     print(
         f"\nruntime {runtime:.0f} s wall, {env['cpu_s']:.0f} s CPU; load average at end "
         f"{env['load_average_at_end']}"
     )
     if args.json is not None:
-        args.json.write_text(json.dumps(to_json(settings, env, results, runtime), indent=2))
+        figures = to_json(settings, env, results, runtime)
+        figures["sampled_out"] = otel.as_dict()
+        args.json.write_text(json.dumps(figures, indent=2))
     return 0
 
 

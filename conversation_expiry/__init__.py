@@ -7,6 +7,8 @@ attached to a conversation run exactly once, outside the manager's lock.
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
 from ._clock import Clock, ManualClock, SystemClock
 from ._errors import (
     ClockError,
@@ -19,6 +21,11 @@ from ._manager import ConversationExpiryManager
 from ._memory import MemoryStore
 from ._state import ConversationState, ExpiryReason
 from ._store import ConversationStore, Departures, Policy, Sweep, new_state
+
+try:
+    __version__ = version("conversation-expiry")
+except PackageNotFoundError:  # pragma: no cover - imported from a source tree never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Clock",
@@ -37,5 +44,6 @@ __all__ = [
     "StoreUnavailableError",
     "Sweep",
     "SystemClock",
+    "__version__",
     "new_state",
 ]

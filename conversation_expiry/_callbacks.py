@@ -15,14 +15,13 @@ from typing import Any
 from ._faults import FaultLog
 from ._state import ConversationState, ExpiryReason
 from ._store import Cleanup, Departures
-from ._telemetry import Telemetry
+from ._telemetry import Telemetry, no_cleanup_span
 
 __all__ = ["Callbacks", "OnExpire", "OnWarning"]
 
 OnExpire = Callable[[ConversationState, ExpiryReason], object]
 OnWarning = Callable[[ConversationState], object]
 
-_EXPIRIES = (ExpiryReason.EXPIRED, ExpiryReason.MAX_AGE)
 _EXITS = (SystemExit, KeyboardInterrupt)
 
 
@@ -46,7 +45,8 @@ class Callbacks:
         on_expire = self.on_expire
         telemetry = self._telemetry
         exit_exc: BaseException | None = None
-        if not (cleanups or telemetry.tracing or telemetry.measuring):
+        cleanup_span = telemetry.cleanup_spans()  # one sampling decision for the whole batch
+        if cleanup_span is None and not cleanups:
             # The common sweep: nothing but on_expire to call, per conversation, so written out.
             if on_expire is not None:
                 for state, reason in zip(states, reasons, strict=True):
@@ -57,10 +57,10 @@ class Callbacks:
                         if isinstance(exc, _EXITS):
                             exit_exc = exit_exc or exc
         else:
-            now = departures.now
+            span_for = cleanup_span or no_cleanup_span
             for state, reason in zip(states, reasons, strict=True):
                 cid = state[0]
-                with telemetry.cleanup_span(cid, reason) as scope:
+                with span_for(cid, reason) as scope:
                     for fn in reversed(cleanups.get(cid, ())):
                         exit_exc = self._call(scope, "cleanup", fn, cid) or exit_exc
                     if on_expire is not None:
@@ -68,7 +68,7 @@ class Callbacks:
                             self._call(scope, "on_expire", on_expire, cid, state, reason)
                             or exit_exc
                         )
-                telemetry.removed(reason, now - state[3] if reason in _EXPIRIES else None)
+        telemetry.removed_batch(states, reasons, departures.now)  # one add per reason
         if exit_exc is not None:
             raise exit_exc
 

@@ -7,7 +7,6 @@ step leave deadlines alone.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time as _time
 from collections.abc import Callable
@@ -15,7 +14,9 @@ from datetime import datetime, timedelta, timezone
 from types import ModuleType
 from typing import Protocol, runtime_checkable
 
-from ._validation import to_seconds
+from . import _fork, _frozen
+from ._frozen import Anchor, Chain
+from ._validation import WALL_HORIZON, to_seconds
 
 __all__ = ["Clock", "ManualClock", "SystemClock", "WallOffset", "reader"]
 
@@ -73,34 +74,16 @@ class WallOffset(float):
         return (WallOffset, (self.base, self.mono))
 
 
-def _frozen_now() -> tuple[object, datetime] | None:
-    """freezegun's active freeze and its time (naive UTC), or None when none is active.
-
-    freezegun gives real time to callers it finds under ``threading`` in the first few frames, so
-    the cleanup thread and the test would read different clocks. Asking its factory directly gives
-    every thread the test's time.
-    """
-    api = sys.modules.get("freezegun.api")
-    factories = getattr(api, "freeze_factories", None) if api is not None else None
-    if not factories:
-        return None
-    try:
-        factory = factories[-1]
-        if type(factory).__name__ == "StepTickTimeFactory":
-            # auto_tick_seconds: calling it moves the test's time; the library only looks.
-            return factory, factory.time_to_freeze
-        return factory, factory()
-    except (IndexError, TypeError, AttributeError):  # the freeze ended while we looked
-        return None
-
-
 class _Freeze:
-    """How readings continue through one freezegun freeze: from where the clock stood."""
+    """How readings continue through one freezegun freeze: ``mono`` at ``moment``, onwards."""
 
-    __slots__ = ("factory", "last", "moment", "mono", "offset")
+    __slots__ = ("anchor", "factory", "last", "moment", "mono", "offset")
 
-    def __init__(self, factory: object, moment: datetime, mono: float) -> None:
+    def __init__(
+        self, factory: object, moment: datetime, mono: float, anchor: Anchor | None
+    ) -> None:
         self.factory = factory
+        self.anchor = anchor  # the freeze's record this mapping follows (None: not recorded)
         self.moment = moment
         self.mono = mono
         self.last = mono
@@ -111,13 +94,19 @@ class SystemClock:
     """The default clock: ``time.monotonic`` for deadlines, the wall clock for timestamps.
 
     Under ``freezegun`` every thread sees the frozen time. A freeze continues the clock from
-    where it stood (moving as the frozen time moves), and the clock never runs backwards after
-    it, so entering or leaving a freeze neither expires nor revives anything; timestamps are the
-    frozen time. Any other patch of ``time.monotonic`` / ``time.time`` is honoured as it is.
+    where it stood when the freeze started (moving as the frozen time moves, also by ticks made
+    before the clock's first reading in it: see ``_frozen``), and the clock never runs
+    backwards after it, so entering or leaving a freeze neither expires nor revives anything;
+    timestamps are the frozen time. Any other patch of ``time.monotonic`` / ``time.time`` is
+    honoured as it is.
     """
 
-    __slots__ = ("_drift", "_freeze", "_lock", "_offset", "_recheck_at")
+    __slots__ = (
+        "__weakref__", "_chain", "_chain_at", "_drift", "_freeze", "_lock", "_offset",
+        "_recheck_at",
+    )
 
+    _chain_at: float
     _drift: float
     _offset: float
     _recheck_at: float
@@ -126,8 +115,12 @@ class SystemClock:
         self._lock = threading.Lock()
         self._drift = 0.0  # added to time.monotonic() once a freeze ran the clock ahead
         self._freeze: _Freeze | None = None
+        self._chain: Chain | None = None  # the freezes this clock is in, and where it stood
+        self._chain_at = 0.0  # when they started
         self._offset = self._measure_offset()
         self._recheck_at = _REAL[0]() + _OFFSET_RECHECK
+        _frozen.install()
+        _fork.renew_after_fork(self, _lock=threading.Lock)
 
     def monotonic(self, _real: Callable[[], float] = _REAL[0], _t: ModuleType = _time) -> float:
         if _t.monotonic is _real and self._freeze is None:
@@ -153,7 +146,8 @@ class SystemClock:
         return self._slow_reading()
 
     def _slow_reading(self) -> tuple[float, float]:
-        frozen = _frozen_now()
+        _frozen.install()
+        frozen = _frozen.frozen_now()
         with self._lock:
             if frozen is not None:
                 return self._frozen_reading(*frozen)
@@ -166,14 +160,37 @@ class SystemClock:
 
     def _frozen_reading(self, factory: object, moment: datetime) -> tuple[float, float]:
         f = self._freeze
-        if f is None or f.factory is not factory or moment < f.moment:
-            # A new freeze, or one moved back: go on from the last reading, never backwards.
-            start = _REAL[0]() + self._drift if f is None else f.last
-            f = self._freeze = _Freeze(factory, moment, start)
+        anchor = _frozen.anchor_of(factory)
+        if f is None or f.factory is not factory or f.anchor is not anchor:
+            f = self._freeze = self._enter(factory, moment, anchor, f)
+        if moment < f.moment:  # the freeze moved back: go on from the last reading
+            f = self._freeze = _Freeze(factory, moment, f.last, anchor)
         mono = f.mono + (moment - f.moment).total_seconds()
         if mono > f.last:
             f.last = mono
         return mono, f.offset
+
+    def _enter(
+        self, factory: object, moment: datetime, anchor: Anchor | None, prev: _Freeze | None
+    ) -> _Freeze:
+        """Start following a freeze (a new one, or an outer one resumed); never backwards."""
+        if anchor is None:  # not seen starting: continue from here, at its time now
+            here = _REAL[0]() + self._drift if prev is None else prev.last
+            return _Freeze(factory, moment, here, None)
+        if self._chain is not anchor.chain:
+            # Where the clock stood when the outermost freeze started, not at this reading.
+            self._chain = anchor.chain
+            self._chain_at = anchor.chain.real + self._drift
+            if prev is not None:
+                self._chain_at = max(self._chain_at, prev.last)
+        mono = self._chain_at + anchor.gain
+        if prev is not None:
+            mono = max(mono, prev.last)
+            if anchor.ended is not None and anchor.ended[0] is prev.factory:
+                # Resuming after a freeze this clock followed: from its own reading of it.
+                ran = (anchor.ended[1] - prev.moment).total_seconds()
+                mono = max(mono, prev.mono + ran)
+        return _Freeze(factory, anchor.moment, mono, anchor)
 
     def _thaw(self) -> None:
         assert self._freeze is not None
@@ -181,12 +198,14 @@ class SystemClock:
         if behind > 0:
             self._drift += behind  # the freeze ran ahead of real time: carry on from there
         self._freeze = None
+        self._chain = None
         self._offset = self._measure_offset() - self._drift
         self._recheck_at = _REAL[0]() + self._drift + _OFFSET_RECHECK
 
     def _refresh(self, now: float) -> float:
         # A cached offset keeps two snapshots of one conversation equal; it moves only when the
         # wall clock really stepped (or slewed) by more than _OFFSET_STEP.
+        _frozen.install()  # if freezegun was imported since: see its freezes start
         with self._lock:
             measured = self._measure_offset() - self._drift
             if abs(measured - self._offset) > _OFFSET_STEP:
@@ -214,10 +233,12 @@ class SystemClock:
 class ManualClock:
     """A clock that moves only when told to, for tests.
 
-    ``start`` is the wall-clock reading it begins at (timezone-aware; default: now).
+    ``start`` is the wall-clock reading it begins at (timezone-aware; default: now). It never
+    reads later than ``WALL_HORIZON`` (9899-01-01 UTC), so that a deadline up to 100
+    years ahead of any reading is still a ``datetime``: an advance beyond is refused.
     """
 
-    __slots__ = ("_elapsed", "_lock", "_start")
+    __slots__ = ("__weakref__", "_elapsed", "_limit", "_lock", "_start")
 
     _start: WallOffset
 
@@ -228,15 +249,32 @@ class ManualClock:
             raise TypeError(f"start must be a timezone-aware datetime, got {type(start).__name__}")
         elif start.tzinfo is None or start.utcoffset() is None:
             raise ValueError(f"start must be timezone-aware, got naive {start!r}")
+        if start > WALL_HORIZON:
+            raise ValueError(
+                f"start must be at most {WALL_HORIZON.isoformat()} (100 years before the latest "
+                f"datetime, so deadlines stay representable), got {start!r}"
+            )
         self._start = WallOffset(start, 0.0)
+        self._limit = (WALL_HORIZON - start).total_seconds()  # how far it may advance in all
         self._elapsed = 0.0
         self._lock = threading.Lock()
+        _fork.renew_after_fork(self, _lock=threading.Lock)
 
     def advance(self, amount: float | timedelta) -> None:
-        """Move the clock forward by ``amount`` seconds (or a timedelta); never backward."""
-        seconds = to_seconds("amount", amount, allow_zero=True)
+        """Move the clock forward by ``amount`` seconds (or a timedelta); never backward.
+
+        Refused (ValueError, the clock unchanged) past ``WALL_HORIZON``.
+        """
+        seconds = to_seconds("amount", amount, allow_zero=True, bounded=False)
         with self._lock:
-            self._elapsed += seconds
+            elapsed = self._elapsed + seconds
+            if elapsed > self._limit:
+                raise ValueError(
+                    f"amount must not move the clock past {WALL_HORIZON.isoformat()} (deadlines "
+                    f"100 years ahead must stay representable); it reads {self.now().isoformat()}"
+                    f", got {amount!r:.80}"
+                )
+            self._elapsed = elapsed
 
     def monotonic(self) -> float:
         return self._elapsed
@@ -254,3 +292,5 @@ class ManualClock:
     def __repr__(self) -> str:
         return f"ManualClock(now={self.now().isoformat()})"
 
+
+_frozen.install()  # freezegun imported before this library: see its freezes start

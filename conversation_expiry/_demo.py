@@ -14,7 +14,7 @@ from typing import TextIO
 from ._manager import ConversationExpiryManager
 from ._state import ConversationState, ExpiryReason
 
-__all__ = ["main"]
+__all__ = ["add_parser", "main", "run_demo"]
 
 
 def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
@@ -27,12 +27,8 @@ def _positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     return parse
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m conversation_expiry",
-        description="Expire idle conversations and release what they hold, exactly once.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``demo`` subcommand to ``python -m conversation_expiry``'s parser."""
     demo = commands.add_parser(
         "demo",
         help="run a simulated chat workload and print expiries as they happen",
@@ -48,7 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--interval", type=_positive(float), default=0.25, metavar="SECONDS",
                       help="cleanup interval of the background thread (default: 0.25)")
     demo.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable run")
-    demo.add_argument("--quiet", action="store_true", help="do not print each cleanup")
+    demo.add_argument("--quiet", action="store_true",
+                      help="print only the summary, not each cleanup, return and live count")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m conversation_expiry")
+    add_parser(parser.add_subparsers(dest="command", required=True))
     return parser
 
 
@@ -78,7 +80,10 @@ class _Tally:
             )
 
 
-def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run_demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Run the simulation ``args`` describe, writing to ``out`` (default: the current stdout)."""
+    if out is None:
+        out = sys.stdout
     rng = random.Random(args.seed)
     started = time.monotonic()
     tally = _Tally(out, args.quiet, started)
@@ -107,8 +112,10 @@ def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                     fresh_returns += 1
                     registered += 1
                     manager.add_cleanup(cid, lambda: _release(tally))
-                    out.write(f"[{elapsed:6.2f}s] returned {cid}: expired, so it starts afresh\n")
-            if elapsed >= next_report:
+                    if not args.quiet:
+                        out.write(f"[{elapsed:6.2f}s] returned {cid}: expired, so it starts "
+                                  "afresh\n")
+            if elapsed >= next_report and not args.quiet:
                 out.write(f"[{elapsed:6.2f}s] live {len(manager):4d} | "
                           f"expired {tally.by_reason[ExpiryReason.EXPIRED]:4d} | "
                           f"registered {registered:4d}\n")

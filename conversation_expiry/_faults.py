@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from . import _fork
 from ._clock import _REAL
 
 __all__ = ["FaultLog", "logger"]
@@ -57,6 +58,7 @@ class FaultLog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._windows: dict[_Key, _Window] = {}
+        _fork.renew_after_fork(self, _lock=threading.Lock)
 
     def report(self, what: str, fn: Callable[..., Any], cid: str, exc: BaseException) -> None:
         """Record that ``fn`` (an ``on_expire``, cleanup or ``on_warning``) raised for ``cid``."""

@@ -17,9 +17,9 @@ from ._clock import Clock, SystemClock
 from ._errors import StoreUnavailableError
 from ._memory import MemoryStore
 from ._outage import Outage
-from ._settings import check_conversation_ttl, check_options, meaningful_predicate
+from ._settings import check_conversation_ttl, check_options, check_seam, meaningful_predicate
 from ._state import ConversationState, ExpiryReason, encode_metadata
-from ._store import Cleanup, ConversationStore, Departures
+from ._store import STORE_METHODS, Cleanup, ConversationStore, Departures
 from ._telemetry import Telemetry, rfc3339
 from ._validation import check_id, to_seconds
 from ._worker import CleanupThread
@@ -34,18 +34,6 @@ Seconds = float | int | timedelta
 SWEEP_BATCH = 256
 
 _first = itemgetter(0)
-_STORE_METHODS = (
-    "bind", "register", "ensure", "touch", "get", "is_live", "count", "hold", "end", "claim",
-    "ack", "drain", "left_elsewhere",
-)
-
-
-def _check_store(store: object) -> ConversationStore:
-    missing = [name for name in _STORE_METHODS if not callable(getattr(store, name, None))]
-    if missing or isinstance(store, type):
-        what = ", ".join(missing) if missing else "it is a class"
-        raise TypeError(f"store must be a ConversationStore instance ({what}), got {store!r:.80}")
-    return store  # type: ignore[return-value]
 
 
 def _check_activity_type(activity_type: object) -> None:
@@ -89,9 +77,12 @@ class ConversationExpiryManager:
             on_warning=on_warning,
             clock=clock,
             thread_name=thread_name,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
         )
         self._meaningful = meaningful_predicate(meaningful_activities)
-        store_ = _check_store(store) if store is not None else MemoryStore()
+        check_seam("store", store, *STORE_METHODS)
+        store_: ConversationStore = store if store is not None else MemoryStore()
         self._policy = policy
         self.ttl = policy.ttl
         self.cleanup_interval = interval
@@ -107,6 +98,7 @@ class ConversationExpiryManager:
         # hold() and the append, so a departure claimed after hold() always finds the callable.
         self._held: dict[tuple[str, int], list[Cleanup]] = {}
         self._held_lock = threading.Lock()
+        _fork.renew_after_fork(self, _held_lock=threading.Lock)
         self._telemetry = Telemetry(self, tracer_provider, meter_provider)
         self._callbacks = Callbacks(on_expire, on_warning, self._telemetry)
         self._worker = CleanupThread(self._background_sweep, interval, thread_name)
@@ -409,7 +401,6 @@ class ConversationExpiryManager:
         hook = getattr(self._store, "reinit_after_fork", None)
         if hook is not None:
             hook()
-        self._held_lock = threading.Lock()
         self._worker.reinit_after_fork()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
 from collections.abc import Mapping, Sequence
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics
 
+from . import _fork
 from ._state import ExpiryReason
 
 if TYPE_CHECKING:
@@ -115,6 +117,7 @@ def _histogram(
 _INSTRUMENTS: weakref.WeakKeyDictionary[object, _Instruments] = weakref.WeakKeyDictionary()
 _GLOBAL_INSTRUMENTS: dict[None, _Instruments] = {}
 _INSTRUMENTS_LOCK = threading.Lock()
+_fork.renew_after_fork(sys.modules[__name__], _INSTRUMENTS_LOCK=threading.Lock)
 
 
 def instruments_for(meter_provider: metrics.MeterProvider | None) -> _Instruments:

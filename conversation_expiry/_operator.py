@@ -74,8 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=summary, description=description)
         sub.add_argument("--redis", required=True, metavar="URL",
-                         help="the store's server: redis://[[user]:password@]host[:port][/db] "
-                         "or rediss://... for TLS")
+                         help="the store's server: redis://[[user]:password@]host[:port][/db], "
+                         "rediss://... for TLS, or unix:///path/to/socket")
         sub.add_argument("--namespace", required=True, metavar="NS",
                          help="the store's namespace, as given to RedisStore(namespace=...)")
         sub.add_argument("--json", action="store_true",
@@ -263,8 +263,8 @@ def _connected(
 
     try:
         store = _call(args, lambda: RedisStore.from_url(args.redis, namespace=args.namespace))
-    except (ValueError, TypeError) as exc:
-        raise _Failure(f"bad --redis URL {_redacted(args.redis)!r}: {_one_line(exc)}") from None
+    except (ValueError, TypeError) as exc:  # the store's message names the bad --redis/--namespace
+        raise _Failure(_scrubbed(_one_line(exc), args.redis)) from None
     try:
         manager = _call(args, lambda: ConversationExpiryManager(
             _TTL, _INTERVAL, store=store, on_expire=on_expire, autostart=False
@@ -284,15 +284,15 @@ def _call(args: argparse.Namespace, fn: Callable[[], Any]) -> Any:
     except StoreUnavailableError as exc:
         cause = exc.__cause__ if exc.__cause__ is not None else exc
         raise _Failure(f"cannot reach Redis at {_redacted(args.redis)}: "
-                       f"{_one_line(cause)}") from None
+                       f"{_scrubbed(_one_line(cause), args.redis)}") from None
     except ConversationExpiryError as exc:
-        raise _Failure(_one_line(exc)) from None
+        raise _Failure(_scrubbed(_one_line(exc), args.redis)) from None
     except Exception as exc:
         # redis-py errors the store did not wrap (a refused AUTH, a wrong server), by name so
         # that the module stays importable without redis-py.
         if type(exc).__module__.startswith("redis"):
             raise _Failure(f"Redis at {_redacted(args.redis)}: {type(exc).__name__}: "
-                           f"{_one_line(exc)}") from None
+                           f"{_scrubbed(_one_line(exc), args.redis)}") from None
         raise
 
 
@@ -359,6 +359,15 @@ def _redacted(url: str) -> str:
         return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
     except ValueError:
         return "<unparsable URL>"
+
+
+def _scrubbed(text: str, url: str) -> str:
+    """``text`` with the password of ``url`` masked, wherever a message quoted it."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return text.replace(password, "***") if password else text
 
 
 def _error(message: str) -> None:

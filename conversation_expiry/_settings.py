@@ -8,7 +8,7 @@ from typing import Any
 from ._store import Policy
 from ._validation import to_optional_seconds, to_seconds
 
-__all__ = ["check_conversation_ttl", "check_options", "meaningful_predicate"]
+__all__ = ["check_conversation_ttl", "check_options", "check_seam", "meaningful_predicate"]
 
 
 def meaningful_predicate(value: object) -> Callable[[str], bool] | None:
@@ -40,8 +40,13 @@ def check_options(
     on_warning: object,
     clock: object,
     thread_name: object,
+    tracer_provider: object = None,
+    meter_provider: object = None,
 ) -> tuple[Policy, float]:
-    """Validate the manager's options; returns its store policy and its cleanup interval."""
+    """Validate the manager's options; returns its store policy and its cleanup interval.
+
+    Durations are at most 100 years (``MAX_DURATION``), so that every deadline is a datetime.
+    """
     ttl_s = to_seconds("ttl", ttl)
     interval_s = to_seconds("cleanup_interval", cleanup_interval)
     max_age_s = to_optional_seconds("max_age", max_age)
@@ -58,12 +63,31 @@ def check_options(
             raise TypeError(f"{name} must be callable or None, got {fn!r:.80}")
     if on_warning is not None and warn_s is None:
         raise ValueError("on_warning needs warning_before")
-    readings = (getattr(clock, "monotonic", None), getattr(clock, "wall_offset", None))
-    if clock is not None and not all(callable(fn) for fn in readings):
-        raise TypeError(f"clock must have monotonic() and wall_offset(), got {clock!r:.80}")
+    check_seam("clock", clock, "monotonic", "wall_offset")
+    check_seam("tracer_provider", tracer_provider, "get_tracer")
+    check_seam("meter_provider", meter_provider, "get_meter")
     if not isinstance(thread_name, str) or not thread_name:
         raise TypeError(f"thread_name must be a non-empty str, got {thread_name!r:.80}")
     return Policy(ttl_s, max_age_s, warn_s, max_conversations), interval_s
+
+
+def check_seam(name: str, value: object, *methods: str) -> None:
+    """``value`` is None or an instance with the callable ``methods``; TypeError naming ``name``.
+
+    A class passes a ``callable(getattr(...))`` test (its methods are plain functions) and then
+    fails on every call, so a class is refused by name: ``clock=ManualClock`` for
+    ``clock=ManualClock()``.
+    """
+    if value is None:
+        return
+    wanted = " and ".join(f"{m}()" for m in methods)
+    if isinstance(value, type):
+        raise TypeError(
+            f"{name} must be an instance with {wanted}, got the class {value.__qualname__}; "
+            f"did you mean {value.__qualname__}()?"
+        )
+    if not all(callable(getattr(value, m, None)) for m in methods):
+        raise TypeError(f"{name} must have {wanted}, got {type(value).__name__}: {value!r:.80}")
 
 
 def check_conversation_ttl(ttl: Any, policy: Policy) -> float | None:

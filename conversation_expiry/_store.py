@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ._clock import Clock
 
 __all__ = [
+    "STORE_METHODS",
     "Cleanup",
     "ConversationStore",
     "Departures",
@@ -37,6 +38,12 @@ __all__ = [
 ]
 
 Cleanup = Callable[[], object]
+
+# What an object must have to be taken for a store (the manager and the web settings check it).
+STORE_METHODS = (
+    "bind", "register", "ensure", "touch", "get", "is_live", "count", "hold", "end", "claim",
+    "ack", "drain", "left_elsewhere",
+)
 
 
 class Departures(NamedTuple):

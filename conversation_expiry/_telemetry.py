@@ -21,12 +21,20 @@ under it; it is a child of whatever span is current in the caller (a request's s
 on the cleanup thread. Status is OK on success; an exception (not found, expired, bad input) is
 recorded on the span, sets ERROR, and propagates unchanged. Attributes that need formatting are
 formatted only when the span records.
+
+A span the SDK's sampler is certain to drop is not started at all (``_spans.drops_of`` says when
+that is known): a child of an unsampled span under ``ParentBased`` with its default delegates,
+and, for the request-path spans, a root under an ``ALWAYS_OFF`` root sampler. Spans inside which
+callables run (a sweep's, a conversation's cleanup) are still started as roots, so what the
+callables start or propagate keeps an unsampled parent. Sweeps decide once per batch
+(:meth:`Telemetry.cleanup_spans`) and measure once per batch (:meth:`Telemetry.removed_batch`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
@@ -43,14 +51,32 @@ from ._metrics import (
     instruments_for,
     type_name,
 )
-from ._spans import NO_SPAN, CleanupScope, Current, Detached, rfc3339
+from ._spans import (
+    CURRENT_CONTEXT,
+    NO_SPAN,
+    SPAN_KEY,
+    CleanupScope,
+    Current,
+    Detached,
+    Drops,
+    drops_of,
+    rfc3339,
+)
 from ._state import ConversationState, ExpiryReason
 from ._validation import check_id
 
 if TYPE_CHECKING:
     from ._manager import ConversationExpiryManager
 
-__all__ = ["METRICS", "SCOPE", "Telemetry", "rfc3339"]
+__all__ = ["METRICS", "SCOPE", "Telemetry", "no_cleanup_span", "rfc3339"]
+
+# Spans inside which the user's callables run: never skipped as roots, since a callable's own
+# spans (and the trace context it propagates) would then have no parent instead of an unsampled
+# one, and the next service's root sampler, not its parent-based rule, would decide them.
+_HOSTS_CALLABLES = frozenset({"expiry_manager.cleanup", "expiry_manager.cleanup_conversation"})
+
+_EXPIRIES = (ExpiryReason.EXPIRED, ExpiryReason.MAX_AGE)
+_DEADLINE = itemgetter(3)  # a snapshot's deadline in monotonic seconds, as Callbacks reads it
 
 
 _NOOP_METER_PROVIDERS = ("_ProxyMeterProvider", "NoOpMeterProvider", "_DefaultMeterProvider")
@@ -78,6 +104,7 @@ class Telemetry:
         self._instruments.managers.add(manager)
         self.tracing = False
         self.measuring = False
+        self._drops: Drops | None = None
         self.refresh()
 
     def refresh(self) -> None:
@@ -90,12 +117,36 @@ class Telemetry:
             mp = metrics.get_meter_provider()
         self.tracing = _is_real(tp, (trace.ProxyTracerProvider, trace.NoOpTracerProvider))
         self.measuring = _is_real(mp, (metrics.NoOpMeterProvider,))
+        self._drops = drops_of(self._tracer) if self.tracing else None
+
+    def _dropped(self, roots: bool) -> bool:
+        """Whether a span started here now is certain to be dropped by the tracer's sampler.
+
+        ``roots``: whether a root may count (its decision is static only for ALWAYS_OFF).
+        """
+        drops = self._drops
+        if drops is None or drops.tracer.sampler is not drops.sampler:
+            return False  # nothing known, or the sampler was replaced since the last look
+        assert CURRENT_CONTEXT is not None  # drops_of found none otherwise
+        span: Any = CURRENT_CONTEXT().get(SPAN_KEY)
+        if span is None:  # no current span: a root
+            return roots and drops.root
+        try:
+            parent = span.get_span_context()
+            valid, sampled, remote = parent[5], parent[3] & 1, parent[2]
+        except (AttributeError, TypeError, IndexError):  # not a span, or an odd one
+            return False  # the SDK's start_span decides, as today
+        if not valid:  # INVALID_SPAN and friends make roots too
+            return roots and drops.root
+        if sampled:  # the sampler decides, as today
+            return False
+        return drops.remote_unsampled if remote else drops.local_unsampled
 
     # -- spans ---------------------------------------------------------------------------------
 
     def span(self, name: str, cid: str | None = None) -> Any:
         """A context manager making a span current; yields it if it records, else None."""
-        if not self.tracing:
+        if not self.tracing or self._dropped(name not in _HOSTS_CALLABLES):
             return NO_SPAN
         return Current(
             self._tracer.start_span(
@@ -122,6 +173,8 @@ class Telemetry:
     ) -> ConversationState:
         """``update_activity`` under its span: the id is checked inside it, so bad input is
         recorded as an error like not-found and expired are."""
+        if self._dropped(True):
+            return update(check_id(raw_id), extend)
         with self.span(
             "expiry_manager.update_activity", raw_id if isinstance(raw_id, str) else None
         ) as span:
@@ -133,8 +186,19 @@ class Telemetry:
 
     def cleanup_span(self, cid: str, reason: ExpiryReason) -> Any:
         """The span of one conversation's cleanup; yields a scope for ``callback_failed``."""
-        if not self.tracing:
+        if not self.tracing or self._dropped(False):
             return NO_SPAN
+        return self._cleanup_scope(cid, reason)
+
+    def cleanup_spans(self) -> Callable[[str, ExpiryReason], Any] | None:
+        """Once per batch of removed conversations: what makes each one's cleanup span, or None
+        when every one of them would be dropped (the sampler's decision for children of the
+        current span, the sweep's, is the same for all of them)."""
+        if not self.tracing or self._dropped(False):
+            return None
+        return self._cleanup_scope
+
+    def _cleanup_scope(self, cid: str, reason: ExpiryReason) -> CleanupScope:
         return CleanupScope(
             self._tracer.start_span(
                 "expiry_manager.cleanup_conversation",
@@ -165,6 +229,40 @@ class Telemetry:
             if lag is not None:
                 self._instruments.lag.record(max(0.0, lag), attributes)
 
+    def removed_batch(
+        self,
+        states: Sequence[ConversationState],
+        reasons: Sequence[ExpiryReason],
+        now: float,
+        deadline: Callable[[ConversationState], float] = _DEADLINE,
+    ) -> None:
+        """Count a batch of removals with one ``add`` per reason, and record its cleanup lag
+        once per expiry reason: the largest, that of its oldest deadline.
+
+        A histogram takes one value per call and each call costs ~5 us with the SDK, more than
+        the whole removal of a conversation; the largest lag of a batch (at most 256, removed
+        at one ``now``) bounds every lag in it, and is what tells whether cleanup keeps up.
+        ``now`` and ``deadline(state)`` are the clock's monotonic seconds.
+        """
+        if not self.measuring or not reasons:
+            return
+        first = reasons[0]
+        groups: Mapping[ExpiryReason, Sequence[ConversationState]]
+        if reasons.count(first) == len(reasons):  # a sweep's batch: one reason, counted in C
+            groups = {first: states}
+        else:
+            lists: dict[ExpiryReason, list[ConversationState]] = {}
+            for state, reason in zip(states, reasons, strict=True):
+                lists.setdefault(reason, []).append(state)
+            groups = lists
+        instruments = self._instruments
+        for reason, members in groups.items():
+            attributes = _REASON_ATTRS[reason]
+            instruments.removed.add(len(members), attributes)
+            if reason in _EXPIRIES:
+                oldest = min(map(deadline, members))
+                instruments.lag.record(max(0.0, now - oldest), attributes)
+
     def wants_remaining(self, span: Span | None) -> bool:
         """Whether :meth:`swept` will use ``remaining`` (worth a count of the live ones)."""
         return span is not None or logger.isEnabledFor(logging.DEBUG)
@@ -180,3 +278,8 @@ class Telemetry:
                 "sweep expired %d conversations in %.6fs, %s remaining",
                 expired, seconds, remaining if remaining >= 0 else "?",
             )
+
+
+def no_cleanup_span(cid: str, reason: ExpiryReason) -> Any:
+    """What stands for :meth:`Telemetry.cleanup_spans`'s factory when it returned None."""
+    return NO_SPAN

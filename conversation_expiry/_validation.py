@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import NoReturn
 
-__all__ = ["check_id", "invalid_id", "to_optional_seconds", "to_seconds"]
+__all__ = [
+    "MAX_DURATION",
+    "MAX_SECONDS",
+    "WALL_HORIZON",
+    "check_id",
+    "invalid_id",
+    "to_optional_seconds",
+    "to_seconds",
+]
+
+# The longest duration accepted (ttl, cleanup_interval, max_age, warning_before, a timeout): 100
+# years. A deadline is a clock reading plus at most this, so it stays a representable datetime
+# for any reading up to WALL_HORIZON, and a wait this long is below threading.TIMEOUT_MAX
+# (about 292 years on POSIX).
+MAX_DURATION = timedelta(days=36525)
+MAX_SECONDS = MAX_DURATION.total_seconds()
+# The latest wall-clock time a clock of this library reads (ManualClock refuses to go beyond):
+# with MAX_DURATION added, still a year before datetime.max (room for float rounding).
+WALL_HORIZON = datetime(9899, 1, 1, tzinfo=timezone.utc)
 
 
 def invalid_id(value: object, name: str = "conversation_id") -> NoReturn:
@@ -25,8 +43,13 @@ def check_id(value: object, name: str = "conversation_id") -> str:
     return value
 
 
-def to_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
-    """Convert a positive finite number or timedelta to float seconds, naming ``name`` on error."""
+def to_seconds(
+    name: str, value: object, *, allow_zero: bool = False, bounded: bool = True
+) -> float:
+    """Convert a positive finite number or timedelta to float seconds, naming ``name`` on error.
+
+    ``bounded``: refuse more than MAX_DURATION too (a clock's advance checks its own bound).
+    """
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -42,6 +65,10 @@ def to_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
     if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
         wanted = "non-negative" if allow_zero else "positive"
         raise ValueError(f"{name} must be {wanted} and finite, got {value!r}")
+    if bounded and seconds > MAX_SECONDS:
+        raise ValueError(
+            f"{name} must be at most 100 years ({MAX_SECONDS:.0f} seconds), got {value!r:.80}"
+        )
     return seconds
 
 

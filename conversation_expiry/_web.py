@@ -8,21 +8,28 @@ default: a client inventing a fresh id per request would otherwise grow memory w
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import math
 import re
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import ConversationExpiryManager, ConversationState, ExpiryReason
+from ._clock import _REAL
+from ._store import STORE_METHODS
 
 OnExpire = Callable[[ConversationState, ExpiryReason], object]
 OnWarning = Callable[[ConversationState], object]
+
+InvalidIdBody = Callable[[str], "tuple[str | bytes, str]"]
 
 __all__ = [
     "DEFAULTS",
     "IdPolicy",
     "InvalidConversationId",
+    "RejectLog",
     "Runtime",
     "shown",
 ]
@@ -60,12 +67,24 @@ DEFAULTS: Mapping[str, Any] = {
     "CLEANUP_AT_EXIT": True,
     "EXIT_TIMEOUT": 5.0,
     "THREAD_NAME": "conversation-expiry-cleanup",
+    # None: this process's memory. A redis://, rediss:// or unix:// URL, or a store object.
+    "STORE": None,
+    "NAMESPACE": "conversation-expiry",
+    # What a refused id gets with its 400: "json", "text", or reason -> (body, content type).
+    "INVALID_ID_BODY": "json",
 }
 
 KNOWN_KEYS = frozenset(_MANAGER_ARGS) | frozenset(DEFAULTS)
 
 # How much of a rejected id reaches the log: enough to recognise it, not enough to flood.
 _SHOWN_CHARS = 64
+
+# Refused ids logged in full per window, and the window (seconds), as for callable faults.
+_BURST = 20
+_WINDOW = 60.0
+
+_STORE_SCHEMES = ("redis", "rediss", "unix")
+# What makes an object a store here: the core of the ConversationStore protocol.
 
 
 def shown(value: str) -> str:
@@ -126,11 +145,76 @@ class IdPolicy:
         return f"IdPolicy(max_length={self.max_length}, pattern={self.pattern.pattern!r})"
 
 
+class RejectLog:
+    """Logs refused ids at WARNING: the first ``_BURST`` a minute in full, then a count.
+
+    The id comes from the client, so a client sending bad ids on purpose would otherwise write a
+    log line per request. Windows follow ``conversation_expiry._faults``: after the burst one line
+    says the rest are counted; the first refusal after a minute logs how many were not logged,
+    and is itself logged (a full burst again after a quiet minute); :meth:`flush` logs what is
+    pending. ``now`` is real monotonic time by default, so a frozen clock cannot stall it.
+    """
+
+    def __init__(self, now: Callable[[], float] | None = None) -> None:
+        self._now = now if now is not None else _REAL[0]
+        self._lock = threading.Lock()
+        self._start = self._last = -math.inf
+        self._allowance = self._logged = self._suppressed = 0
+        self._last_reason = ""
+
+    def report(self, raw: str, reason: str) -> None:
+        """Record that ``raw`` was refused because of ``reason``."""
+        now = self._now()
+        with self._lock:
+            summary = self._roll(now) if now - self._start >= _WINDOW else None
+            self._last = now
+            full = self._logged < self._allowance
+            if full:
+                self._logged += 1
+            else:
+                self._suppressed += 1
+                self._last_reason = reason
+            exhausted = full and self._logged == _BURST
+        if summary is not None:
+            _summarise(*summary)
+        if full:
+            logger.warning(
+                "rejected conversation id %r (%d characters): %s", shown(raw), len(raw), reason
+            )
+        if exhausted:
+            logger.warning(
+                "%d conversation ids rejected within a minute; further rejections are counted "
+                "and summarised once a minute", _BURST,
+            )
+
+    def flush(self) -> None:
+        """Log the count of refusals not logged yet (at close)."""
+        with self._lock:
+            summary = self._roll(self._now())
+        if summary is not None:
+            _summarise(*summary)
+
+    def _roll(self, now: float) -> tuple[int, str] | None:
+        # Under the lock: close the current window and open the next one.
+        summary = (self._suppressed, self._last_reason) if self._suppressed else None
+        self._allowance = _BURST if now - self._last >= _WINDOW else 1
+        self._start, self._logged, self._suppressed = now, 0, 0
+        return summary
+
+
+def _summarise(suppressed: int, last_reason: str) -> None:
+    logger.warning(
+        "%d more conversation ids were rejected (the last because %s); those were not logged",
+        suppressed, last_reason,
+    )
+
+
 class Runtime:
     """One manager and the request policy around it: what an app (Flask) or process (Django) holds.
 
     Registers its own :meth:`close` with ``atexit`` so the manager stops at interpreter exit; an
     explicit :meth:`close` unregisters it, so a test that closes many runtimes leaves none behind.
+    ``key`` formats a setting's name the way the framework spells it, for error messages.
     """
 
     def __init__(
@@ -138,6 +222,7 @@ class Runtime:
         options: Mapping[str, Any],
         *,
         source: str,
+        key: str = "{}",
         on_expire: OnExpire | None = None,
         on_warning: OnWarning | None = None,
     ) -> None:
@@ -148,24 +233,34 @@ class Runtime:
                 f"known: {', '.join(sorted(KNOWN_KEYS))}"
             )
         merged = {**DEFAULTS, **options}
+        name = key.format
         header = merged["HEADER"]
         if not isinstance(header, str) or not header:
-            raise TypeError(f"HEADER must be a non-empty str, got {header!r:.80}")
+            raise TypeError(f"{name('HEADER')} must be a non-empty str, got {header!r:.80}")
         activity_type = merged["ACTIVITY_TYPE"]
         if not isinstance(activity_type, str):
-            raise TypeError(f"ACTIVITY_TYPE must be a str, got {activity_type!r:.80}")
+            raise TypeError(f"{name('ACTIVITY_TYPE')} must be a str, got {activity_type!r:.80}")
         self.header: str = header
         self.activity_type: str = activity_type
         self.policy = IdPolicy(merged["ID_MAX_LENGTH"], merged["ID_PATTERN"])
+        self.invalid_id_body = _body_maker(merged["INVALID_ID_BODY"], name("INVALID_ID_BODY"))
+        self.rejects = RejectLog()
         self.cleanup_at_exit = bool(merged["CLEANUP_AT_EXIT"])
         exit_timeout = merged["EXIT_TIMEOUT"]
         if exit_timeout is not None:
             if isinstance(exit_timeout, bool) or not isinstance(exit_timeout, (int, float)):
-                raise TypeError(f"EXIT_TIMEOUT must be seconds or None, got {exit_timeout!r:.80}")
+                raise TypeError(
+                    f"{name('EXIT_TIMEOUT')} must be seconds or None, got {exit_timeout!r:.80}"
+                )
             if not 0 <= exit_timeout < math.inf:
-                raise ValueError(f"EXIT_TIMEOUT must be finite and >= 0, got {exit_timeout!r}")
+                raise ValueError(
+                    f"{name('EXIT_TIMEOUT')} must be finite and >= 0, got {exit_timeout!r}"
+                )
         self.exit_timeout: float | None = exit_timeout
-        kwargs = {arg: merged[key] for key, arg in _MANAGER_ARGS.items() if key in merged}
+        kwargs = {arg: merged[k] for k, arg in _MANAGER_ARGS.items() if k in merged}
+        store = _store_from(merged["STORE"], merged["NAMESPACE"], name)
+        if store is not None:
+            kwargs["store"] = store
         self.manager = ConversationExpiryManager(
             **kwargs, on_expire=on_expire, on_warning=on_warning
         )
@@ -183,18 +278,70 @@ class Runtime:
         try:
             cid = self.policy.check(raw)
         except InvalidConversationId as exc:
-            logger.warning(
-                "rejected conversation id %r (%d characters): %s", shown(raw), len(raw), exc.reason
-            )
+            self.rejects.report(raw, exc.reason)
             raise
         state, fresh = self.manager.ensure_conversation(cid, self.activity_type)
         logger.debug("%s conversation %r", "started" if fresh else "touched", cid)
         return state, fresh
 
     def close(self, timeout: float | None = None, *, cleanup_remaining: bool = False) -> None:
-        """Stop the manager (idempotent) and drop the ``atexit`` hook."""
+        """Stop the manager (idempotent), log pending refusal counts, drop the ``atexit`` hook."""
         atexit.unregister(self._at_exit)
+        self.rejects.flush()
         self.manager.stop(timeout, cleanup_remaining=cleanup_remaining)
 
     def _at_exit(self) -> None:
         self.close(self.exit_timeout, cleanup_remaining=self.cleanup_at_exit)
+
+
+def _json_body(reason: str) -> tuple[str, str]:
+    return json.dumps({"error": f"Invalid conversation id: {reason}."}), "application/json"
+
+
+def _text_body(reason: str) -> tuple[str, str]:
+    return f"Invalid conversation id: {reason}.", "text/plain; charset=utf-8"
+
+
+def _body_maker(setting: object, name: str) -> InvalidIdBody:
+    if setting == "json":
+        return _json_body
+    if setting == "text":
+        return _text_body
+    if callable(setting) and not isinstance(setting, type):
+        maker: InvalidIdBody = setting
+        return maker
+    raise (ValueError if isinstance(setting, str) else TypeError)(
+        f"{name} must be 'json', 'text' or a callable (reason) -> (body, content type), "
+        f"got {setting!r:.80}"
+    )
+
+
+def _store_from(setting: object, namespace: object, name: Callable[[str], str]) -> Any:
+    """The store the STORE setting names: None (memory), a store object, or one built from a URL."""
+    if setting is None:
+        return None
+    if not isinstance(setting, str):
+        missing = [m for m in STORE_METHODS if not callable(getattr(setting, m, None))]
+        if missing:
+            raise TypeError(
+                f"{name('STORE')} must be a redis://, rediss:// or unix:// URL or a "
+                f"ConversationStore, got {type(setting).__name__} (no {', '.join(missing)})"
+            )
+        return setting
+    scheme = setting.partition("://")[0].lower() if "://" in setting else ""
+    if scheme not in _STORE_SCHEMES:
+        # Not the URL itself: it may carry a password.
+        raise ValueError(
+            f"{name('STORE')} must be a redis://, rediss:// or unix:// URL or a "
+            f"ConversationStore, got a str with scheme {scheme!r}"
+        )
+    if not isinstance(namespace, str) or not namespace:
+        raise TypeError(f"{name('NAMESPACE')} must be a non-empty str, got {namespace!r:.80}")
+    try:
+        from .redis import RedisStore  # type: ignore[import-not-found, unused-ignore]
+    except ImportError as exc:
+        raise ImportError(
+            f"{name('STORE')} is a Redis URL, which needs the redis extra: "
+            "pip install 'conversation-expiry[redis]'"
+        ) from exc
+    return RedisStore.from_url(setting, namespace=namespace)

@@ -6,9 +6,14 @@ import threading
 import weakref
 from collections.abc import Callable
 
+from . import _fork
+from ._clock import _REAL
 from ._faults import logger
 
 __all__ = ["CleanupThread"]
+
+# While sweeps keep failing, how often (real seconds) one line says they still do.
+_FAILURE_SUMMARY = 60.0
 
 
 class CleanupThread:
@@ -17,6 +22,11 @@ class CleanupThread:
     ``sweep`` is held weakly: a manager nobody references any more is collected, and its thread
     ends at its next wake-up instead of keeping it alive. ``sweep`` returns how long the thread
     may sleep before the next run (at most ``interval``), so warnings due sooner are on time.
+
+    Nothing a sweep raises ends the thread, ``BaseException`` included: on this thread a
+    ``SystemExit`` would only end the thread (silently), and a ``KeyboardInterrupt`` is never
+    Ctrl-C (signals go to the main thread) but a callable raising it, so either would just
+    stop every later expiry. A run of failures is logged once in full, then counted.
     """
 
     def __init__(self, sweep: Callable[[], float], interval: float, name: str) -> None:
@@ -27,11 +37,18 @@ class CleanupThread:
         self._event = threading.Event()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._failures = _Failures()
+        _fork.renew_after_fork(self, _lock=threading.Lock, _event=threading.Event)
 
     @property
     def alive(self) -> bool:
         thread = self._thread
         return thread is not None and thread.is_alive()
+
+    @property
+    def stopping(self) -> bool:
+        """True once stop() was called: a sweep in progress should end after its batch."""
+        return self._stopping
 
     @property
     def stopped(self) -> bool:
@@ -63,32 +80,91 @@ class CleanupThread:
             thread = self._thread
         if thread is None or thread is threading.current_thread():
             return True  # stop() from a callback on this very thread: it ends when it returns
-        thread.join(timeout)
+        thread.join(None if timeout is None else min(timeout, threading.TIMEOUT_MAX))
         return not thread.is_alive()
 
     def _run(self) -> None:
         event = self._event
         wait = self._interval
+        failures = self._failures
         while True:
-            event.wait(wait)
+            event.wait(min(wait, threading.TIMEOUT_MAX))  # Windows: about 49 days at most
             if self._stopping:
+                failures.flush()
                 return
             event.clear()
             sweep = self._sweep()
             if sweep is None:
+                failures.flush()
                 return  # the manager is gone
             try:
                 wait = max(0.0, min(self._interval, sweep()))
-            except Exception:
-                logger.exception("conversation expiry sweep failed; the thread goes on")
+            except BaseException as exc:  # the thread outlives anything a sweep raises
+                failures.failed(exc)
                 wait = self._interval
+            else:
+                failures.succeeded()
             del sweep
 
     def reinit_after_fork(self) -> None:
-        """In a forked child: fresh primitives, and the thread again if the parent ran one."""
+        """In a forked child: the thread again if the parent ran one.
+
+        Its lock and event were re-created already (``_fork.renew_after_fork``).
+        """
         ran = self._thread is not None and not self._stopping
-        self._lock = threading.Lock()
-        self._event = threading.Event()
         self._thread = None
         if ran:
             self.start()
+
+
+class _Failures:
+    """Failed sweeps in a row: the first of each exception type logged in full, then counted.
+
+    A sweep failing at every wake of a short interval (a store that is down) would otherwise
+    write a traceback per interval. Runs on the cleanup thread only, so it needs no lock.
+    """
+
+    __slots__ = ("count", "first_at", "said_at", "types")
+
+    def __init__(self) -> None:
+        self.types: set[type[BaseException]] = set()
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = 0
+        self.first_at = self.said_at = 0.0
+        self.types.clear()
+
+    def failed(self, exc: BaseException) -> None:
+        now = _REAL[0]()
+        self.count += 1
+        if self.count == 1:
+            self.first_at = self.said_at = now
+        if type(exc) not in self.types:
+            self.types.add(type(exc))
+            logger.error(
+                "conversation expiry sweep failed with %s; the thread goes on%s",
+                type(exc).__name__,
+                "" if self.count > 1 else " (further failures in a row are counted)",
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+        elif now - self.said_at >= _FAILURE_SUMMARY:
+            self.said_at = now
+            logger.error("%s", self._summary(now, "still failing"))
+
+    def succeeded(self) -> None:
+        if self.count:
+            logger.warning("%s", self._summary(_REAL[0](), "works again"))
+            self.reset()
+
+    def flush(self) -> None:
+        """At the thread's end: say how many failures were not logged."""
+        if self.count > len(self.types):
+            logger.error("%s", self._summary(_REAL[0](), "was still failing when it ended"))
+
+    def _summary(self, now: float, what: str) -> str:
+        kinds = ", ".join(sorted(t.__name__ for t in self.types))
+        return (
+            f"conversation expiry sweep {what}: {self.count} failed sweeps in a row over "
+            f"{now - self.first_at:.0f}s ({kinds})"
+        )

@@ -1,17 +1,18 @@
 """Flask integration: a manager per app, configured from ``CONVERSATION_EXPIRY_*`` config keys.
 
-Each request that carries the conversation header (``X-Conversation-ID`` by default) touches that
-conversation, or starts it afresh when it expired, and finds it on ``flask.g.conversation``. A
-refused id answers 400 before anything changes. The manager lives in ``app.extensions`` and is
-stopped at interpreter exit. Conversations live in this process's memory: each worker process
-of a multi-process server holds its own.
+Each request that reaches a view (it matched a URL rule and method) and carries the conversation
+header (``X-Conversation-ID`` by default) touches that conversation, or starts it afresh when it
+expired, and finds it on ``flask.g.conversation``. A refused id answers 400 (a JSON body by
+default) before anything changes. The manager lives in ``app.extensions`` and is stopped at
+interpreter exit. Conversations live in this process's memory unless ``CONVERSATION_EXPIRY_STORE``
+names a shared store: then every worker process sees the same ones.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Flask, abort, current_app, g, request
+from flask import Flask, Response, abort, current_app, g, request
 
 from . import ConversationExpiryManager, ConversationState, ExpiryReason
 from ._web import InvalidConversationId, OnExpire, OnWarning, Runtime
@@ -63,6 +64,7 @@ class ConversationExpiry:
         app.extensions[EXTENSION_KEY] = Runtime(
             options,
             source=f"Flask config {CONFIG_PREFIX}*",
+            key=CONFIG_PREFIX + "{}",
             on_expire=None if on_expire is None else _in_app_context(app, on_expire),
             on_warning=None if on_warning is None else _in_app_context(app, on_warning),
         )
@@ -110,16 +112,27 @@ def _touch_request() -> None:
     runtime = _runtime(current_app)
     g.conversation = None
     g.conversation_started = False
+    if not _reaches_a_view():
+        return  # a 404, a 405 or an automatic OPTIONS answer: no conversation for it
     raw = request.headers.get(runtime.header)
     if raw is not None:
         _accept(runtime, raw)
+
+
+def _reaches_a_view() -> bool:
+    rule = request.url_rule
+    if rule is None or request.routing_exception is not None:
+        return False
+    automatic_options = getattr(rule, "provide_automatic_options", False)
+    return not (automatic_options and request.method == "OPTIONS")
 
 
 def _accept(runtime: Runtime, raw: str) -> ConversationState:
     try:
         state, fresh = runtime.accept_id(raw)
     except InvalidConversationId as exc:
-        abort(400, description=f"Invalid conversation id: {exc.reason}.")
+        body, content_type = runtime.invalid_id_body(exc.reason)
+        abort(Response(body, status=400, content_type=content_type))
     g.conversation = state
     g.conversation_started = fresh
     return state

@@ -123,3 +123,72 @@ def test_ttl_as_timedelta_means_the_same_as_seconds() -> None:
         assert m.is_expired("a")
     finally:
         m.stop(timeout=5)
+
+
+# ---------------------------------------------------------------------------------------------
+# seams: clock, tracer_provider, meter_provider (an instance with the methods, or None)
+# ---------------------------------------------------------------------------------------------
+
+
+class _Tracers:
+    def get_tracer(self, *args: object, **kwargs: object) -> object:
+        raise AssertionError("never called: the constructor refused first")
+
+
+class _Meters:
+    def get_meter(self, *args: object, **kwargs: object) -> object:
+        raise AssertionError("never called: the constructor refused first")
+
+
+NOT_A_PROVIDER = [
+    pytest.param("x", id="str"),
+    pytest.param(42, id="int"),
+    pytest.param(object(), id="object"),
+    pytest.param(ManualClock(START), id="a-clock"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        *[pytest.param("tracer_provider", *p.values, id=f"tracer-{p.id}") for p in NOT_A_PROVIDER],
+        *[pytest.param("meter_provider", *p.values, id=f"meter-{p.id}") for p in NOT_A_PROVIDER],
+        pytest.param("tracer_provider", _Meters(), id="tracer-a-meter-provider"),
+        pytest.param("meter_provider", _Tracers(), id="meter-a-tracer-provider"),
+        pytest.param("tracer_provider", _Tracers, id="tracer-the-class"),
+        pytest.param("meter_provider", _Meters, id="meter-the-class"),
+        pytest.param("clock", ManualClock, id="clock-the-class"),
+        pytest.param("clock", "x", id="clock-str"),
+        pytest.param("clock", _Tracers(), id="clock-without-readings"),
+    ],
+)
+def test_a_seam_of_the_wrong_kind_raises_type_error_naming_it(name: str, value: object) -> None:
+    calls: list[object] = []
+    before = _threads()
+    with pytest.raises(TypeError, match=rf"^{name} must"):
+        ConversationExpiryManager(
+            10, 1, on_expire=lambda s, r: calls.append(s), **{name: value}  # type: ignore[arg-type]
+        )
+    assert _threads() == before  # refused in the constructor: nothing built, no thread
+    assert calls == []
+
+
+def test_the_class_instead_of_a_clock_says_what_was_meant() -> None:
+    with pytest.raises(TypeError, match=r"the class ManualClock; did you mean ManualClock\(\)"):
+        ConversationExpiryManager(10, 1, clock=ManualClock, autostart=False)  # type: ignore[arg-type]
+
+
+def test_providers_with_the_methods_are_accepted() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    tracer_provider, meter_provider = TracerProvider(), MeterProvider()
+    m = ConversationExpiryManager(
+        10, 1, autostart=False, tracer_provider=tracer_provider, meter_provider=meter_provider
+    )
+    try:
+        assert m.register_conversation("a").id == "a"
+    finally:
+        m.stop(timeout=5)
+        tracer_provider.shutdown()
+        meter_provider.shutdown()

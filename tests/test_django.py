@@ -10,6 +10,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import django  # type: ignore[import-untyped]
@@ -18,7 +19,7 @@ from django.apps import apps  # type: ignore[import-untyped]
 from django.conf import settings  # type: ignore[import-untyped]
 from django.core.exceptions import ImproperlyConfigured  # type: ignore[import-untyped]
 from django.db import connection, connections, transaction  # type: ignore[import-untyped]
-from django.http import HttpRequest, HttpResponse, JsonResponse  # type: ignore[import-untyped]
+from django.http import HttpResponse, JsonResponse  # type: ignore[import-untyped]
 from django.test import Client, RequestFactory, override_settings  # type: ignore[import-untyped]
 from django.urls import path  # type: ignore[import-untyped]
 
@@ -27,6 +28,7 @@ from conversation_expiry import (
     ConversationState,
     ExpiryReason,
     ManualClock,
+    MemoryStore,
 )
 from conversation_expiry.django import (
     ConversationExpiryConfig,
@@ -175,16 +177,21 @@ def test_request_without_header_has_no_conversation(manager: ConversationExpiryM
     assert len(manager) == 0
 
 
-def test_middleware_sets_request_attributes(manager: ConversationExpiryManager) -> None:
-    seen: list[Any] = []
-
-    def view(request: HttpRequest) -> HttpResponse:
-        seen.append((request.conversation.id, request.conversation_started))
-        return HttpResponse()
-
+def test_middleware_defaults_request_attributes_before_resolution(
+    manager: ConversationExpiryManager,
+) -> None:
     request = RequestFactory().get("/", headers={"X-Conversation-ID": "rf-1"})
-    ConversationExpiryMiddleware(view)(request)
-    assert seen == [("rf-1", True)]
+    ConversationExpiryMiddleware(lambda request: HttpResponse())(request)
+    assert (request.conversation, request.conversation_started) == (None, False)
+    assert len(manager) == 0
+
+
+def test_middleware_touches_the_conversation_in_process_view(
+    manager: ConversationExpiryManager,
+) -> None:
+    request = RequestFactory().get("/", headers={"X-Conversation-ID": "rf-1"})
+    assert ConversationExpiryMiddleware(chat).process_view(request, chat, (), {}) is None
+    assert (request.conversation.id, request.conversation_started) == ("rf-1", True)
 
 
 def test_header_name_is_configurable(configure: Callable[..., ConversationExpiryManager]) -> None:
@@ -209,6 +216,69 @@ def test_bad_id_answers_400_and_changes_nothing(
     assert response.status_code == 400
     assert manager.get("c1") == before
     assert len(manager) == 1
+
+
+def test_bad_id_answers_a_json_body_by_default(manager: ConversationExpiryManager) -> None:
+    response = post("has space")
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {
+        "error": "Invalid conversation id: it has characters that are not allowed."
+    }
+
+
+def test_bad_id_body_is_configurable(configure: Callable[..., ConversationExpiryManager]) -> None:
+    configure(INVALID_ID_BODY="text")
+    response = post("has space")
+    assert response["Content-Type"].startswith("text/plain")
+    assert response.content.decode().startswith("Invalid conversation id:")
+
+
+def test_bad_id_from_the_view_helper_gets_the_same_body(
+    manager: ConversationExpiryManager,
+) -> None:
+    assert post(None, "/chat/a%20b").json() == post("a b").json()
+
+
+def test_unresolved_url_touches_no_conversation(manager: ConversationExpiryManager) -> None:
+    assert post("c1", "/nowhere").status_code == 404
+    assert len(manager) == 0
+
+
+def test_bad_id_on_an_unresolved_url_is_a_404(manager: ConversationExpiryManager) -> None:
+    assert post("a b", "/nowhere").status_code == 404
+
+
+def test_store_setting_takes_a_redis_url(
+    configure: Callable[..., ConversationExpiryManager], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, str]] = []
+
+    class RedisStore:
+        @staticmethod
+        def from_url(url: str, *, namespace: str) -> MemoryStore:
+            calls.append((url, namespace))
+            return MemoryStore()
+
+    stub = SimpleNamespace(RedisStore=RedisStore)
+    monkeypatch.setitem(sys.modules, "conversation_expiry.redis", stub)
+    configure(STORE="rediss://cache:6380/0")
+    assert calls == [("rediss://cache:6380/0", "conversation-expiry")]
+
+
+def test_store_setting_takes_a_store_object(
+    configure: Callable[..., ConversationExpiryManager], clock: ManualClock
+) -> None:
+    store = MemoryStore()
+    configure(STORE=store)
+    post("c1")
+    assert store.count() == 1
+
+
+def test_bad_store_setting_is_improperly_configured(
+    configure: Callable[..., ConversationExpiryManager],
+) -> None:
+    with pytest.raises(ImproperlyConfigured, match=r"CONVERSATION_EXPIRY\['STORE'\]"):
+        configure(STORE="memcached://cache")
 
 
 def test_id_limits_are_configurable(configure: Callable[..., ConversationExpiryManager]) -> None:

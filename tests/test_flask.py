@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from conversation_expiry import (
     ConversationState,
     ExpiryReason,
     ManualClock,
+    MemoryStore,
 )
 from conversation_expiry.flask import (
     ConversationExpiry,
@@ -197,6 +199,77 @@ def test_bad_id_answers_400_and_changes_nothing(app: Flask, clock: ManualClock, 
     assert len(manager_of(app)) == 1
 
 
+def test_bad_id_answers_a_json_body_by_default(app: Flask) -> None:
+    response = post(app, "has space")
+    assert response.content_type == "application/json"
+    assert response.get_json() == {
+        "error": "Invalid conversation id: it has characters that are not allowed."
+    }
+
+
+def test_bad_id_body_is_configurable(make: Callable[..., Flask]) -> None:
+    app = make(CONVERSATION_EXPIRY_INVALID_ID_BODY="text")
+    response = post(app, "has space")
+    assert (response.status_code, response.mimetype) == (400, "text/plain")
+    assert response.get_data(as_text=True).startswith("Invalid conversation id:")
+
+
+def test_bad_id_from_the_view_helper_gets_the_same_body(app: Flask) -> None:
+    response = app.test_client().post("/chat/a%20b")
+    assert response.get_json() == post(app, "a b").get_json()
+
+
+def test_unknown_route_touches_no_conversation(app: Flask) -> None:
+    response = app.test_client().post("/nowhere", headers={HEADER: "c1"})
+    assert response.status_code == 404
+    assert len(manager_of(app)) == 0
+
+
+def test_method_not_allowed_touches_no_conversation(app: Flask) -> None:
+    response = app.test_client().delete("/chat", headers={HEADER: "c1"})
+    assert response.status_code == 405
+    assert len(manager_of(app)) == 0
+
+
+def test_automatic_options_answer_touches_no_conversation(app: Flask) -> None:
+    response = app.test_client().options("/chat", headers={HEADER: "c1"})
+    assert response.status_code == 200
+    assert len(manager_of(app)) == 0
+
+
+def test_bad_id_on_an_unknown_route_is_a_404(app: Flask) -> None:
+    assert app.test_client().get("/nowhere", headers={HEADER: "a b"}).status_code == 404
+
+
+def test_store_setting_takes_a_redis_url(
+    make: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, str]] = []
+
+    class RedisStore:
+        @staticmethod
+        def from_url(url: str, *, namespace: str) -> MemoryStore:
+            calls.append((url, namespace))
+            return MemoryStore()
+
+    stub = SimpleNamespace(RedisStore=RedisStore)
+    monkeypatch.setitem(sys.modules, "conversation_expiry.redis", stub)
+    make(CONVERSATION_EXPIRY_STORE="redis://cache:6379/0", CONVERSATION_EXPIRY_NAMESPACE="chat")
+    assert calls == [("redis://cache:6379/0", "chat")]
+
+
+def test_store_setting_takes_a_store_object(make: Callable[..., Flask], clock: ManualClock) -> None:
+    store = MemoryStore()
+    app = make(CONVERSATION_EXPIRY_STORE=store)
+    post(app, "c1")
+    assert store.count() == 1
+
+
+def test_bad_store_setting_names_the_config_key(clock: ManualClock) -> None:
+    with pytest.raises(TypeError, match="CONVERSATION_EXPIRY_STORE"):
+        build_app(clock, CONVERSATION_EXPIRY_STORE=42)
+
+
 def test_id_length_limit_is_configurable(make: Callable[..., Flask]) -> None:
     app = make(CONVERSATION_EXPIRY_ID_MAX_LENGTH=4)
     assert post(app, "abcd").status_code == 200
@@ -347,7 +420,7 @@ def test_on_expire_runs_in_the_app_context_on_the_cleanup_thread(
     )
     ConversationExpiry(app, on_expire=on_expire)
     apps.append(app)
-    app.test_client().get("/", headers={HEADER: "c1"})
+    manager_of(app).register_conversation("c1")
     clock.advance(61)
     assert ran.wait(timeout=10)
     assert seen == [("ctx-app", THREAD)]
@@ -360,6 +433,7 @@ from conversation_expiry.flask import ConversationExpiry
 app = Flask("exit-app")
 app.config["CONVERSATION_EXPIRY_TTL"] = 600
 ext = ConversationExpiry(app, on_expire=lambda s, r: print("left", s.id, r.value, flush=True))
+app.add_url_rule("/", view_func=lambda: "")
 app.test_client().get("/", headers={"X-Conversation-ID": "c1"})
 with app.app_context():
     print("running", ext.manager.running, flush=True)
@@ -468,19 +542,29 @@ def test_threaded_server_shares_one_conversation_between_threads(app: Flask, ser
 # -- the example -----------------------------------------------------------------------------
 
 
-def load_example() -> Any:
+@pytest.fixture
+def example() -> Iterator[Any]:
+    """The example module, loaded; its module-level app stopped and its logging undone after."""
+    loggers = [logging.getLogger(name) for name in ("chat", "conversation_expiry")]
+    saved = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
     path = Path(__file__).resolve().parent.parent / "examples" / "flask_app.py"
     spec = importlib.util.spec_from_file_location("flask_example_app", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        if hasattr(module, "app"):
+            module.app.extensions["conversation_expiry"].close(timeout=5)
+        for lg, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+            lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
 
 
 def test_example_app_frees_history_and_starts_afresh_after_expiry(
-    clock: ManualClock, apps: list[Flask]
+    example: Any, clock: ManualClock, apps: list[Flask]
 ) -> None:
-    app = load_example().create_app(
+    app = example.create_app(
         CONVERSATION_EXPIRY_CLOCK=clock,
         CONVERSATION_EXPIRY_CLEANUP_INTERVAL=3600,
         CONVERSATION_EXPIRY_THREAD_NAME=THREAD,
@@ -494,6 +578,25 @@ def test_example_app_frees_history_and_starts_afresh_after_expiry(
     assert client.get("/stats").get_json() == {"live_conversations": 0, "histories": 0}
     body = client.post("/chat", headers={HEADER: "alice"}, data="back").get_json()
     assert (body["new"], body["turn"]) == (True, 1)
+
+
+def test_example_has_a_module_level_app_for_gunicorn(example: Any) -> None:
+    assert isinstance(example.app, Flask)
+    assert manager_of(example.app).running
+
+
+def test_example_reads_its_settings_from_the_environment(example: Any) -> None:
+    env = {"CHAT_TTL": "2.5", "CHAT_CLEANUP_INTERVAL": "0.5", "CHAT_MAX_CONVERSATIONS": "7"}
+    assert example.settings_from_env(env) == {
+        "CONVERSATION_EXPIRY_TTL": 2.5,
+        "CONVERSATION_EXPIRY_CLEANUP_INTERVAL": 0.5,
+        "CONVERSATION_EXPIRY_MAX_CONVERSATIONS": 7,
+    }
+
+
+def test_example_store_comes_from_the_environment(example: Any) -> None:
+    settings = example.settings_from_env({"CHAT_STORE": "redis://cache:6379/0"})
+    assert settings["CONVERSATION_EXPIRY_STORE"] == "redis://cache:6379/0"
 
 
 # -- a fork after the app was built (gunicorn --preload) ----------------------------------------
@@ -521,6 +624,7 @@ def test_app_built_before_fork_expires_conversations_in_the_child(
         status = 1
         try:
             running = manager_of(app).running
+            manager_of(app).register_conversation("c1")
             served = app.test_client().get("/", headers={HEADER: "c1"}).status_code
             clock.advance(61)
             os.write(write_end, f"{running} {served} {expired.wait(timeout=10)}".encode())

@@ -191,12 +191,20 @@ def test_unreachable_server_is_a_one_line_error_with_status_2() -> None:
     assert time.monotonic() - started < RUN_TIMEOUT
 
 
-def test_error_messages_hide_the_password(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["stats", "--redis", f"redis://user:s3cret@127.0.0.1:{free_port()}",
-                 "--namespace", "n"])
+@pytest.mark.parametrize(
+    "url", [f"redis://user:s3cret@127.0.0.1:{free_port()}", "redis://user:s3cret@host:port"],
+    ids=["unreachable", "bad-port"],
+)
+def test_error_messages_hide_the_password(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", "--redis", url, "--namespace", "n"]) == 2
     err = capsys.readouterr().err
-    assert code == 2
     assert "s3cret" not in err and "***" in err
+
+
+def test_bad_namespace_is_a_one_line_error_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["stats", "--redis", "redis://127.0.0.1:1", "--namespace", "{x}"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "namespace" in err
 
 
 def test_rfc3339_is_utc_with_microseconds_and_z() -> None:

@@ -145,12 +145,18 @@ def agents(tmp_path: Path, url: str, namespace: str) -> Iterator[Callable[..., A
 class Local:
     """This process as one more worker: a manager whose callbacks are recorded with times."""
 
-    def __init__(self, url: str, namespace: str, *, lease: float = LEASE, **kwargs: Any) -> None:
+    def __init__(
+        self, url: str, namespace: str, *, lease: float = LEASE, block: bool = False,
+        **kwargs: Any,
+    ) -> None:
         from conversation_expiry.redis import RedisStore
 
         self.expired: list[tuple[str, str, ExpiryReason, float]] = []  # id, created, reason, t
         self.cleanups: list[tuple[str, float]] = []
         self._lock = threading.Lock()
+        # With ``block``, on_expire waits (bounded) for ``release`` once it has recorded.
+        self.block = block
+        self.release = threading.Event()
         self.store = RedisStore.from_url(url, namespace=namespace, lease=lease)
         kwargs.setdefault("autostart", False)
         self.manager = ConversationExpiryManager(
@@ -160,6 +166,8 @@ class Local:
     def _on_expire(self, state: ConversationState, reason: ExpiryReason) -> None:
         with self._lock:
             self.expired.append((state.id, state.created_at.isoformat(), reason, time.time()))
+        if self.block:
+            self.release.wait(CALL_TIMEOUT)
 
     def cleanup(self, cid: str) -> Callable[[], None]:
         def fn() -> None:
@@ -173,6 +181,7 @@ class Local:
             return [e[0] for e in self.expired]
 
     def close(self) -> None:
+        self.release.set()
         self.manager.stop(5)
         self.store.close()
 
@@ -317,26 +326,31 @@ def test_claims_of_a_killed_process_are_taken_over_within_the_lease(
 def test_late_ack_of_a_stalled_process_has_no_effect_and_is_counted(
     agents: Callable[..., Agent], local: Callable[..., Local]
 ) -> None:
-    holder = agents(hook="block", autostart=False)
-    other = local()
-    _claimed_by(holder, other, ["stalled"])
-    before = other.store.stats()["late_acks"]
-    holder.signal(signal.SIGSTOP)
+    stalled = agents(hook="block", autostart=False)
+    taker = local(block=True)  # its on_expire holds the taken-over claim until released
+    _claimed_by(stalled, taker, ["x"])
+    before = taker.store.stats()
+    stalled.signal(signal.SIGSTOP)
     try:
-        other.manager.start()
-        wait_until(lambda: other.expired_ids() == ["stalled"], LEASE + INTERVAL + 5,
-                   "the takeover of the stalled claim")
-        fresh = other.manager.register_conversation("stalled")  # a new incarnation
-        holder.release()
+        taker.manager.start()
+        wait_until(lambda: taker.expired_ids() == ["x"], LEASE + INTERVAL + 5, "the takeover")
+        fresh = taker.manager.register_conversation("x")  # a new incarnation meanwhile
+        stalled.release()
     finally:
-        holder.signal(signal.SIGCONT)
-    wait_until(lambda: bool(holder.records("released")), 10, "the stalled hook to return")
-    wait_until(lambda: other.store.stats()["late_acks"] > before, 10, "the late ack")
-    stats = other.store.stats()
-    assert stats["late_acks"] == before + 1
-    assert stats["claimed"] == 0
-    assert other.manager.get("stalled") == fresh  # the new incarnation is untouched
-    assert other.expired_ids() == ["stalled"]
+        stalled.signal(signal.SIGCONT)
+    wait_until(lambda: bool(stalled.records("released")), 10, "the stalled hook to return")
+    wait_until(lambda: taker.store.stats()["late_acks"] > before["late_acks"], 10,
+               "the late ack")
+    during = taker.store.stats()
+    assert during["late_acks"] == before["late_acks"] + 1
+    assert during["claimed"] == 1  # the taker's claim stands
+    assert taker.manager.get("x") == fresh  # and the new incarnation is untouched
+    taker.release.set()
+    wait_until(lambda: taker.store.stats()["claimed"] == 0, 5, "the taker's ack")
+    after = taker.store.stats()
+    assert after["late_acks"] == during["late_acks"]  # the taker's ack was on time
+    assert taker.manager.get("x") == fresh
+    assert taker.expired_ids() == ["x"]
 
 
 # -- cleanups where they were attached, and a process leaving --------------------------------
@@ -399,6 +413,11 @@ def test_stop_with_cleanup_remaining_releases_only_this_process(
     assert state is not None and state.created_at.isoformat() == created
     assert b.store.stats()["live"] == before
     assert b.cleanups == [] and b.expired == []
+    # It leaves later like any other, once: B's hook and cleanup; A's ran at A's stop only.
+    assert b.manager.end_conversation("shared")
+    assert [(cid, reason) for cid, _, reason, _ in b.expired] == [("shared", ExpiryReason.ENDED)]
+    assert [cid for cid, _ in b.cleanups] == ["shared"]
+    assert len(a.records("cleanup")) == 1
 
 
 # -- clocks ------------------------------------------------------------------------------------
@@ -553,3 +572,25 @@ def _logged(
     """The library's log records from one cleanup thread, between two wall times."""
     return [r for r in caplog.records if r.name.startswith("conversation_expiry")
             and r.threadName == thread and since <= r.created < until]
+
+
+def test_calls_to_a_hung_server_fail_within_the_client_timeouts(own_server: RedisServer) -> None:
+    store = _outage_store(own_server.url, f"hung-{uuid.uuid4().hex[:8]}")
+    manager = ConversationExpiryManager(60, 3600, store=store, autostart=False)
+    try:
+        manager.register_conversation("c")
+        assert own_server.proc is not None
+        own_server.proc.send_signal(signal.SIGSTOP)  # accepts nothing, answers nothing
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailableError) as caught:
+                manager.update_activity("c")
+            took = time.monotonic() - started
+        finally:
+            own_server.proc.send_signal(signal.SIGCONT)
+        assert caught.value.__cause__ is not None
+        assert OUTAGE_TIMEOUT <= took <= 3 * (OUTAGE_TIMEOUT + 0.05) + SLACK
+        assert manager.update_activity("c").id == "c"  # and it works again when Redis does
+    finally:
+        manager.stop()
+        store.close()

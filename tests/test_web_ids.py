@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import re
+import sys
 import threading
 import weakref
 from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
-from conversation_expiry import ManualClock
-from conversation_expiry._web import DEFAULTS, IdPolicy, InvalidConversationId, Runtime, shown
+from conversation_expiry import ManualClock, MemoryStore
+from conversation_expiry._web import (
+    DEFAULTS,
+    IdPolicy,
+    InvalidConversationId,
+    RejectLog,
+    Runtime,
+    shown,
+)
 
 
 @pytest.fixture
@@ -218,3 +229,224 @@ def test_activity_type_decides_whether_a_request_extends(runtimes: list[Runtime]
     again, fresh = runtime.accept_id("c1")
     assert not fresh
     assert again.expires_at == first.expires_at
+
+
+# -- refused ids are logged rate-limited ------------------------------------------------------
+
+
+class FakeTime:
+    """A monotonic reading the test moves by hand, for the reject log's windows."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def rejections(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "conversation_expiry.web"]
+
+
+@pytest.fixture
+def reject_log(caplog: pytest.LogCaptureFixture) -> Iterator[tuple[RejectLog, FakeTime]]:
+    time = FakeTime()
+    with caplog.at_level(logging.WARNING, "conversation_expiry"):
+        yield RejectLog(time), time
+
+
+def test_reject_log_writes_the_first_burst_in_full(
+    reject_log: tuple[RejectLog, FakeTime], caplog: pytest.LogCaptureFixture
+) -> None:
+    log, _ = reject_log
+    for n in range(20):
+        log.report(f"bad {n}", "it has characters that are not allowed")
+    lines = rejections(caplog)
+    assert sum(line.startswith("rejected conversation id 'bad ") for line in lines) == 20
+    assert "further rejections are counted" in lines[-1]
+
+
+def test_reject_log_counts_what_it_does_not_write(
+    reject_log: tuple[RejectLog, FakeTime], caplog: pytest.LogCaptureFixture
+) -> None:
+    log, time = reject_log
+    for n in range(2000):
+        log.report(f"bad {n}", "it is empty")
+    assert len(rejections(caplog)) == 21
+    time.now += 60
+    log.report("late", "it is empty")
+    assert rejections(caplog)[21:] == [
+        "1980 more conversation ids were rejected (the last because it is empty); "
+        "those were not logged",
+        "rejected conversation id 'late' (4 characters): it is empty",
+    ]
+
+
+def test_reject_log_writes_one_a_minute_while_rejections_go_on(
+    reject_log: tuple[RejectLog, FakeTime], caplog: pytest.LogCaptureFixture
+) -> None:
+    log, time = reject_log
+    for n in range(25):
+        log.report(f"bad {n}", "it is empty")
+    time.now += 30
+    log.report("midway", "it is empty")
+    time.now += 30
+    for n in range(5):
+        log.report(f"next {n}", "it is empty")
+    assert [line for line in rejections(caplog) if "'next" in line] == [
+        "rejected conversation id 'next 0' (6 characters): it is empty"
+    ]
+
+
+def test_reject_log_gives_a_full_burst_after_a_quiet_minute(
+    reject_log: tuple[RejectLog, FakeTime], caplog: pytest.LogCaptureFixture
+) -> None:
+    log, time = reject_log
+    for n in range(25):
+        log.report(f"bad {n}", "it is empty")
+    time.now += 120
+    for n in range(5):
+        log.report(f"back {n}", "it is empty")
+    assert sum("'back" in line for line in rejections(caplog)) == 5
+
+
+def test_reject_log_flush_writes_the_pending_count(
+    reject_log: tuple[RejectLog, FakeTime], caplog: pytest.LogCaptureFixture
+) -> None:
+    log, _ = reject_log
+    for n in range(23):
+        log.report(f"bad {n}", "it is empty")
+    log.flush()
+    log.flush()
+    assert [line for line in rejections(caplog) if "more conversation ids" in line] == [
+        "3 more conversation ids were rejected (the last because it is empty); "
+        "those were not logged"
+    ]
+
+
+def test_runtime_close_writes_the_pending_rejection_count(
+    runtimes: list[Runtime], caplog: pytest.LogCaptureFixture
+) -> None:
+    runtime = make_runtime(runtimes)
+    with caplog.at_level(logging.WARNING, "conversation_expiry"):
+        for n in range(30):
+            with pytest.raises(InvalidConversationId):
+                runtime.accept_id(f"bad {n}")
+        runtime.close(timeout=5)
+    assert "10 more conversation ids were rejected" in rejections(caplog)[-1]
+
+
+# -- the 400 body -----------------------------------------------------------------------------
+
+
+def test_invalid_id_body_is_json_by_default(runtimes: list[Runtime]) -> None:
+    body, content_type = make_runtime(runtimes).invalid_id_body("it is empty")
+    assert (json.loads(body), content_type) == (
+        {"error": "Invalid conversation id: it is empty."},
+        "application/json",
+    )
+
+
+def test_invalid_id_body_may_be_plain_text(runtimes: list[Runtime]) -> None:
+    runtime = make_runtime(runtimes, INVALID_ID_BODY="text")
+    assert runtime.invalid_id_body("it is empty") == (
+        "Invalid conversation id: it is empty.",
+        "text/plain; charset=utf-8",
+    )
+
+
+def test_invalid_id_body_may_be_a_callable(runtimes: list[Runtime]) -> None:
+    runtime = make_runtime(runtimes, INVALID_ID_BODY=lambda reason: (reason.upper(), "text/x"))
+    assert runtime.invalid_id_body("it is empty") == ("IT IS EMPTY", "text/x")
+
+
+@pytest.mark.parametrize("bad, error", [("html", ValueError), (400, TypeError), (dict, TypeError)])
+def test_invalid_id_body_refuses_anything_else(
+    runtimes: list[Runtime], bad: object, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match="INVALID_ID_BODY"):
+        make_runtime(runtimes, INVALID_ID_BODY=bad)
+
+
+# -- the store setting ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    """Stands in for conversation_expiry.redis; records RedisStore.from_url's arguments."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    class RedisStore:
+        @classmethod
+        def from_url(cls, url: str, **kwargs: Any) -> MemoryStore:
+            calls.append((url, kwargs))
+            return MemoryStore()
+
+    stub = SimpleNamespace(RedisStore=RedisStore)
+    monkeypatch.setitem(sys.modules, "conversation_expiry.redis", stub)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://cache:6379/0", "rediss://user:pw@cache:6380", "unix:///run/redis.sock"]
+)
+def test_store_url_builds_a_redis_store(
+    runtimes: list[Runtime], redis_calls: list[tuple[str, dict[str, Any]]], url: str
+) -> None:
+    make_runtime(runtimes, STORE=url)
+    assert redis_calls == [(url, {"namespace": "conversation-expiry"})]
+
+
+def test_store_url_uses_the_namespace_setting(
+    runtimes: list[Runtime], redis_calls: list[tuple[str, dict[str, Any]]]
+) -> None:
+    make_runtime(runtimes, STORE="redis://cache", NAMESPACE="chat")
+    assert redis_calls == [("redis://cache", {"namespace": "chat"})]
+
+
+def test_store_url_gives_the_manager_the_store_it_built(
+    runtimes: list[Runtime], redis_calls: list[tuple[str, dict[str, Any]]]
+) -> None:
+    runtime = make_runtime(runtimes, STORE="redis://cache")
+    runtime.accept_id("c1")
+    assert "c1" in runtime.manager
+
+
+def test_store_object_is_passed_to_the_manager(runtimes: list[Runtime]) -> None:
+    store, clock = MemoryStore(), ManualClock()
+    make_runtime(runtimes, STORE=store, CLOCK=clock).accept_id("c1")
+    assert store.count() == 1
+
+
+def test_store_url_of_another_scheme_is_a_value_error(runtimes: list[Runtime]) -> None:
+    with pytest.raises(ValueError, match="STORE must be a redis://") as info:
+        make_runtime(runtimes, STORE="http://user:secret@cache")
+    assert "secret" not in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [42, object(), b"redis://cache"])
+def test_store_of_a_wrong_type_is_a_type_error(runtimes: list[Runtime], bad: object) -> None:
+    with pytest.raises(TypeError, match="STORE"):
+        make_runtime(runtimes, STORE=bad)
+
+
+@pytest.mark.parametrize("bad", ["", 7])
+def test_namespace_must_be_a_non_empty_str(
+    runtimes: list[Runtime], redis_calls: list[tuple[str, dict[str, Any]]], bad: object
+) -> None:
+    with pytest.raises(TypeError, match="NAMESPACE"):
+        make_runtime(runtimes, STORE="redis://cache", NAMESPACE=bad)
+    assert redis_calls == []
+
+
+def test_store_url_without_the_redis_extra_says_what_to_install(
+    runtimes: list[Runtime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "conversation_expiry.redis", None)
+    with pytest.raises(ImportError, match=r"conversation-expiry\[redis\]"):
+        make_runtime(runtimes, STORE="redis://cache")
+
+
+def test_setting_names_in_errors_follow_the_frameworks_spelling(runtimes: list[Runtime]) -> None:
+    with pytest.raises(TypeError, match=r"CONVERSATION_EXPIRY_STORE must"):
+        Runtime({"STORE": 42}, source="test", key="CONVERSATION_EXPIRY_{}")

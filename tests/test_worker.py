@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import threading
@@ -17,6 +18,7 @@ from conversation_expiry import (
     MemoryStore,
 )
 from conversation_expiry._store import Sweep
+from conversation_expiry._worker import CleanupThread
 
 
 def threads_named(name: str) -> list[threading.Thread]:
@@ -156,3 +158,107 @@ def test_in_cleanup_thread_is_true_only_on_the_cleanup_thread(clock: ManualClock
         clock.advance(2)
         assert done.wait(5)
     assert seen == [True]
+
+
+class Cancelled(BaseException):
+    """A BaseException that is not an Exception, as a framework's cancellation might be."""
+
+
+class FailingStore(MemoryStore):
+    """Raises ``error`` from its first ``times`` sweeps, then sweeps normally."""
+
+    def __init__(self, error: type[BaseException], times: int) -> None:
+        super().__init__()
+        self.error, self.left = error, times
+        self.done_failing = threading.Event()
+
+    def claim(self, limit: int) -> Sweep:
+        if self.left:
+            self.left -= 1
+            if not self.left:
+                self.done_failing.set()
+            raise self.error("sweep broke")
+        return super().claim(limit)
+
+
+BASE_EXCEPTIONS = [
+    pytest.param(asyncio.CancelledError, id="CancelledError"),
+    pytest.param(GeneratorExit, id="GeneratorExit"),
+    pytest.param(Cancelled, id="custom-BaseException"),
+    pytest.param(SystemExit, id="SystemExit"),
+    pytest.param(KeyboardInterrupt, id="KeyboardInterrupt"),
+]
+
+
+@pytest.mark.parametrize("error", BASE_EXCEPTIONS)
+def test_a_base_exception_from_the_sweep_does_not_kill_the_thread(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture, error: type[BaseException]
+) -> None:
+    expired = threading.Event()
+    store = FailingStore(error, times=1)
+    with ConversationExpiryManager(
+        1, 0.01, clock=clock, store=store, on_expire=lambda s, r: expired.set()
+    ) as m:
+        m.register_conversation("a")
+        assert store.done_failing.wait(5)
+        clock.advance(2)
+        assert expired.wait(5), "the cleanup thread died: later expiries are never cleaned"
+        assert m.running
+    failures = [r for r in caplog.records if "sweep failed" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].levelname == "ERROR"
+    assert failures[0].exc_info is not None and failures[0].exc_info[0] is error
+
+
+def test_a_burst_of_failing_sweeps_is_logged_once_then_counted(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    expired = threading.Event()
+    store = FailingStore(Cancelled, times=25)
+    with ConversationExpiryManager(
+        1, 0.001, clock=clock, store=store, on_expire=lambda s, r: expired.set()
+    ) as m:
+        m.register_conversation("a")
+        assert store.done_failing.wait(5)
+        clock.advance(2)
+        assert expired.wait(5)
+    messages = [r.getMessage() for r in caplog.records if r.name == "conversation_expiry"]
+    assert sum("sweep failed" in text for text in messages) == 1  # one traceback for the burst
+    (recovered,) = [text for text in messages if "works again" in text]
+    assert "25 failed sweeps in a row" in recovered and "Cancelled" in recovered
+
+
+def test_failures_still_going_on_at_stop_are_summarised(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FailingStore(ConnectionError, times=10**9)
+    m = ConversationExpiryManager(1, 0.001, clock=clock, store=store)
+    failed = threading.Event()
+    original = store.claim
+
+    def claim(limit: int) -> Sweep:
+        if store.left < 10**9 - 3:
+            failed.set()
+        return original(limit)
+
+    store.claim = claim  # type: ignore[method-assign]
+    assert failed.wait(5)
+    m.stop(timeout=5)
+    assert not m.running
+    text = caplog.text
+    assert text.count("sweep failed") == 1
+    assert "was still failing when it ended" in text
+
+
+class Sweeper:
+    def sweep(self) -> float:
+        return 60.0
+
+
+def test_stopping_is_true_once_stop_was_called() -> None:
+    sweeper = Sweeper()
+    worker = CleanupThread(sweeper.sweep, 60.0, "ce-test-stopping")
+    assert worker.stopping is False
+    worker.start()
+    assert worker.stop(5) and worker.stopping is True
+    with pytest.raises(AttributeError):
+        worker.stopping = False  # type: ignore[misc]

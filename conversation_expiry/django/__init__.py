@@ -3,8 +3,9 @@
 Add ``"conversation_expiry.django"`` (or the class path
 ``"conversation_expiry.django.ConversationExpiryConfig"``) to ``INSTALLED_APPS`` and
 ``"conversation_expiry.django.ConversationExpiryMiddleware"`` to ``MIDDLEWARE``; options come
-from the ``CONVERSATION_EXPIRY`` settings dict. The manager is one per process: each worker
-process of a multi-process server holds its own conversations.
+from the ``CONVERSATION_EXPIRY`` settings dict. The manager is one per process; with the default
+store each worker process of a multi-process server holds its own conversations, with a shared
+one (``"STORE"``) they all see the same.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from django.conf import settings  # type: ignore[import-untyped]
 from django.core.exceptions import BadRequest, ImproperlyConfigured  # type: ignore[import-untyped]
 from django.db import close_old_connections  # type: ignore[import-untyped]
 from django.dispatch import Signal  # type: ignore[import-untyped]
-from django.http import HttpResponseBadRequest  # type: ignore[import-untyped]
+from django.http import HttpResponse  # type: ignore[import-untyped]
 
 from .. import ConversationExpiryManager, ConversationState, ExpiryReason
 from .._web import InvalidConversationId, Runtime, shown
@@ -27,6 +28,7 @@ from .._web import InvalidConversationId, Runtime, shown
 __all__ = [
     "ConversationExpiryConfig",
     "ConversationExpiryMiddleware",
+    "InvalidConversationIdRequest",
     "conversation_expired",
     "conversation_expiring",
     "get_manager",
@@ -61,30 +63,57 @@ class ConversationExpiryConfig(AppConfig):  # type: ignore[misc]
         _start()
 
 
+class InvalidConversationIdRequest(BadRequest):  # type: ignore[misc]
+    """What :func:`touch_conversation` raises for a refused id; Django answers 400.
+
+    With the middleware installed the 400 has the configured body (``INVALID_ID_BODY``), as for
+    a refused header; without it, Django's own 400 page.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"Invalid conversation id: {reason}.")
+
+
 class ConversationExpiryMiddleware:
-    """Touches the conversation the request's header names; a refused id answers 400.
+    """Touches the conversation the request's header names once its URL resolved to a view.
 
     Sets ``request.conversation`` (the state, None without the header) and
-    ``request.conversation_started`` (True when it started afresh).
+    ``request.conversation_started`` (True when it started afresh). A refused id answers 400
+    with the ``INVALID_ID_BODY`` body. A request whose URL does not resolve (a 404) touches
+    nothing: each would otherwise cost a conversation.
     """
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: Any) -> Any:
-        # Looked up per request, not kept: shutdown() and a later ready() may replace it.
-        runtime = _current()
         request.conversation = None
         request.conversation_started = False
+        return self.get_response(request)
+
+    def process_view(
+        self, request: Any, view: object, args: object, kwargs: object
+    ) -> HttpResponse | None:
+        # Looked up per request, not kept: shutdown() and a later ready() may replace it.
+        runtime = _current()
         raw = request.headers.get(runtime.header)
         if raw is not None:
             try:
                 _accept(runtime, request, raw)
             except InvalidConversationId as exc:
-                return HttpResponseBadRequest(
-                    f"Invalid conversation id: {exc.reason}.", content_type="text/plain"
-                )
-        return self.get_response(request)
+                return _bad_request(runtime, exc.reason)
+        return None
+
+    def process_exception(self, request: Any, exception: Exception) -> HttpResponse | None:
+        if isinstance(exception, InvalidConversationIdRequest):
+            return _bad_request(_current(), exception.reason)
+        return None
+
+
+def _bad_request(runtime: Runtime, reason: str) -> HttpResponse:
+    body, content_type = runtime.invalid_id_body(reason)
+    return HttpResponse(body, status=400, content_type=content_type)
 
 
 def get_manager() -> ConversationExpiryManager:
@@ -95,13 +124,14 @@ def get_manager() -> ConversationExpiryManager:
 def touch_conversation(request: Any, conversation_id: str) -> ConversationState:
     """Touch (or start afresh) a conversation whose id a view found elsewhere, e.g. in the URL.
 
-    Applies the header's id policy: a refused id raises ``BadRequest`` (Django answers 400)
-    before anything changes. Also sets ``request.conversation`` and ``conversation_started``.
+    Applies the header's id policy: a refused id raises :class:`InvalidConversationIdRequest`, a
+    ``BadRequest`` (Django answers 400), before anything changes. Also sets
+    ``request.conversation`` and ``request.conversation_started``.
     """
     try:
         return _accept(_current(), request, conversation_id)
     except InvalidConversationId as exc:
-        raise BadRequest(f"Invalid conversation id: {exc.reason}.") from None
+        raise InvalidConversationIdRequest(exc.reason) from None
 
 
 def shutdown(timeout: float | None = None, *, cleanup_remaining: bool = False) -> None:
@@ -150,6 +180,7 @@ def _start() -> Runtime:
             _runtime = Runtime(
                 options,
                 source="settings.CONVERSATION_EXPIRY",
+                key="CONVERSATION_EXPIRY[{!r}]",
                 on_expire=signals.expired,
                 on_warning=signals.expiring if warns else None,
             )

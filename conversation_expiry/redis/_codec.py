@@ -135,11 +135,27 @@ class Claim:
         return f"Claim({len(self.incarnations)} incarnations, acked={self.acked})"
 
 
-def departures(blobs: list[bytes], now: bytes | str) -> tuple[Departures, list[Claimed]]:
-    """A Departures for claimed records, with the records decoded (for the held bookkeeping)."""
-    decoded = [decode_claimed(b) for b in blobs]
-    states = [d.state for d in decoded]
-    reasons = [d.reason for d in decoded]
-    tokens = {d.state[0]: d.incarnation for d in decoded if d.held}
-    claim = Claim([str(d.incarnation).encode() for d in decoded]) if decoded else None
-    return Departures(states, reasons, tokens, float(now) / 1e6, claim), decoded
+def departures(blobs: list[bytes], now: bytes | str) -> tuple[Departures, list[int]]:
+    """A Departures for claimed records, and the incarnations among them that were held.
+
+    Written out rather than built from :func:`decode_claimed`: a sweep decodes every record.
+    """
+    states: list[ConversationState] = []
+    reasons: list[ExpiryReason] = []
+    tokens: dict[str, int] = {}
+    incs: list[bytes] = []
+    held: list[int] = []
+    unpack = _HEAD.unpack_from
+    for blob in blobs:
+        reason, idlen = unpack(blob)[1::2]
+        pos = HEAD_LEN + idlen
+        cid = blob[HEAD_LEN:pos].decode("utf-8", "surrogatepass")
+        c, last, d, warned, inc, md = _record(blob, pos)
+        states.append(new_state(cid, c, last, d, False, warned, 0.0, md))
+        reasons.append(REASONS[reason])
+        incs.append(b"%d" % inc)
+        if blob[pos] & HELD:
+            tokens[cid] = inc
+            held.append(inc)
+    claim = Claim(incs) if incs else None
+    return Departures(states, reasons, tokens, float(now) / 1e6, claim), held

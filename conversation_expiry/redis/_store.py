@@ -170,11 +170,11 @@ class RedisStore(OperatorViews):
         return self._policy
 
     def _departures(self, blobs: list[bytes], now: bytes) -> Departures:
-        deps, decoded = _codec.departures(blobs, now)
-        if decoded:
-            assert deps.claim is not None
+        deps, held = _codec.departures(blobs, now)
+        if deps.claim is not None:
             self._keeper.add(deps.claim.incarnations)
-            self._held.forget([d.incarnation for d in decoded if d.held])
+            if held:
+                self._held.forget(held)
         return deps
 
     # -- the protocol -----------------------------------------------------------------------

@@ -9,8 +9,13 @@ class ChatConfig(AppConfig):  # type: ignore[misc]
     name = "chat"
 
     def ready(self) -> None:
-        from conversation_expiry.django import conversation_expired
+        from conversation_expiry.django import conversation_expired, get_manager
 
-        from .history import forget
+        from .history import forget, log
 
         conversation_expired.connect(forget, dispatch_uid="chat.forget")
+        manager = get_manager()  # built by conversation_expiry.django, listed before this app
+        log.info(
+            "conversations expire after %g s idle (sweep every %g s, at most %s per process)",
+            manager.ttl, manager.cleanup_interval, manager.max_conversations,
+        )
