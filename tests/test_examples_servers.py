@@ -242,3 +242,14 @@ def test_waitress_launcher_runs_the_cleanups_on_sigterm(serve: Any) -> None:
     server.post("/chat", "alice")
     assert server.stop(signal.SIGTERM) == 0
     assert server.text().count("conversation 'alice' left (shutdown)") == 1
+
+
+def test_plain_waitress_skips_the_cleanups_on_sigterm(serve: Any) -> None:
+    """What the README warns of, and why examples/serve_waitress.py exists."""
+    pytest.importorskip("waitress")
+    port = free_port()
+    command = [sys.executable, "-m", "waitress", f"--listen=127.0.0.1:{port}", "flask_app:app"]
+    server = serve(command, port, CHAT_TTL="600")
+    server.post("/chat", "alice")
+    assert server.stop(signal.SIGTERM) == -signal.SIGTERM
+    assert "left (shutdown)" not in server.text()
