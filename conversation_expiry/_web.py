@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import ConversationExpiryManager, ConversationState, ExpiryReason
+from . import ConversationExpiryManager, ConversationState, ExpiryReason, _fork
 from ._clock import _REAL
 from ._store import STORE_METHODS
 
@@ -158,6 +158,7 @@ class RejectLog:
     def __init__(self, now: Callable[[], float] | None = None) -> None:
         self._now = now if now is not None else _REAL[0]
         self._lock = threading.Lock()
+        _fork.renew_after_fork(self, _lock=threading.Lock)
         self._start = self._last = -math.inf
         self._allowance = self._logged = self._suppressed = 0
         self._last_reason = ""

@@ -206,3 +206,43 @@ def test_renew_after_fork_does_not_keep_its_objects_alive() -> None:
     del clock
     gc.collect()
     assert ref() is None
+
+
+def test_child_adds_a_cleanup_while_the_parent_held_the_held_cleanups_lock(managers) -> None:
+    m = ConversationExpiryManager(10, 3600, clock=ManualClock(), autostart=False)
+    managers.append(m)
+    m.register_conversation("a")
+    ran: list[str] = []
+
+    def child() -> str:
+        m.add_cleanup("a", lambda: ran.append("a"))
+        m.end_conversation("a")
+        return f"ok {ran}"
+
+    with held(m._held_lock):
+        assert in_child(child) == "ok ['a']"
+
+
+def test_child_counts_live_conversations_while_the_parent_held_the_metrics_lock(managers) -> None:
+    from conversation_expiry import _metrics
+
+    def child() -> str:
+        fresh = ConversationExpiryManager(10, 3600, clock=ManualClock(), autostart=False)
+        fresh.register_conversation("x")
+        return f"ok {len(fresh)}"
+
+    with held(_metrics._INSTRUMENTS_LOCK):
+        assert in_child(child) == "ok 1"
+
+
+def test_child_logs_a_rejected_id_while_the_parent_held_the_reject_log_lock() -> None:
+    from conversation_expiry._web import RejectLog
+
+    log = RejectLog()
+
+    def child() -> str:
+        log.report("bad id", "it is empty")
+        return "ok"
+
+    with held(log._lock):
+        assert in_child(child) == "ok"

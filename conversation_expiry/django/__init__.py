@@ -11,6 +11,7 @@ one (``"STORE"``) they all see the same.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -22,7 +23,7 @@ from django.db import close_old_connections  # type: ignore[import-untyped]
 from django.dispatch import Signal  # type: ignore[import-untyped]
 from django.http import HttpResponse  # type: ignore[import-untyped]
 
-from .. import ConversationExpiryManager, ConversationState, ExpiryReason
+from .. import ConversationExpiryManager, ConversationState, ExpiryReason, _fork
 from .._web import InvalidConversationId, Runtime, shown
 
 __all__ = [
@@ -50,6 +51,7 @@ conversation_expiring = Signal()
 # calls ready(): a test runner may populate the app registry more than once.
 _lock = threading.Lock()
 _runtime: Runtime | None = None
+_fork.renew_after_fork(sys.modules[__name__], _lock=threading.Lock)
 
 
 class ConversationExpiryConfig(AppConfig):  # type: ignore[misc]
