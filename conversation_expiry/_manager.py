@@ -14,9 +14,7 @@ from typing import Any
 from . import _fork
 from ._callbacks import Callbacks, OnExpire, OnWarning
 from ._clock import Clock, SystemClock
-from ._errors import StoreUnavailableError
 from ._memory import MemoryStore
-from ._outage import Outage
 from ._settings import check_conversation_ttl, check_options, check_seam, meaningful_predicate
 from ._state import ConversationState, ExpiryReason, encode_metadata
 from ._store import STORE_METHODS, Cleanup, ConversationStore, Departures
@@ -102,7 +100,6 @@ class ConversationExpiryManager:
         self._telemetry = Telemetry(self, tracer_provider, meter_provider)
         self._callbacks = Callbacks(on_expire, on_warning, self._telemetry)
         self._worker = CleanupThread(self._background_sweep, interval, thread_name)
-        self._outage = Outage(interval)
         # Store time up to which the cleanup thread's current wait is known to look after
         # warnings; a registration whose warning falls due earlier wakes it.
         self._covered_until = -math.inf
@@ -304,12 +301,8 @@ class ConversationExpiryManager:
     def _background_sweep(self) -> float:
         """One run of the cleanup thread; returns how long it may sleep."""
         self._telemetry.refresh()
-        try:
-            with self._telemetry.detached():  # a root span, whatever the thread inherited
-                self._sweep(stoppable=True)
-        except StoreUnavailableError as exc:
-            return self._outage.failed(exc)
-        self._outage.succeeded()
+        with self._telemetry.detached():  # a root span, whatever context the thread inherited
+            self._sweep(stoppable=True)
         return self._next_wait if self.warning_before is not None else self.cleanup_interval
 
     # -- lifecycle ----------------------------------------------------------------------------

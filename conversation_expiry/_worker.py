@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import weakref
 from collections.abc import Callable
 
 from . import _fork
 from ._clock import _REAL
+from ._errors import StoreUnavailableError
 from ._faults import logger
 
 __all__ = ["CleanupThread"]
 
 # While sweeps keep failing, how often (real seconds) one line says they still do.
 _FAILURE_SUMMARY = 60.0
+# While they fail, the waits between tries double from the interval up to this (or the
+# interval, if longer): a store that is down is not asked again at every short interval.
+_MAX_BACKOFF = 30.0
 
 
 class CleanupThread:
@@ -37,7 +42,7 @@ class CleanupThread:
         self._event = threading.Event()
         self._thread: threading.Thread | None = None
         self._stopping = False
-        self._failures = _Failures()
+        self._failures = _Failures(interval)
         _fork.renew_after_fork(self, _lock=threading.Lock, _event=threading.Event)
 
     @property
@@ -100,8 +105,7 @@ class CleanupThread:
             try:
                 wait = max(0.0, min(self._interval, sweep()))
             except BaseException as exc:  # the thread outlives anything a sweep raises
-                failures.failed(exc)
-                wait = self._interval
+                wait = failures.failed(exc)
             else:
                 failures.succeeded()
             del sweep
@@ -124,9 +128,10 @@ class _Failures:
     write a traceback per interval. Runs on the cleanup thread only, so it needs no lock.
     """
 
-    __slots__ = ("count", "first_at", "said_at", "types")
+    __slots__ = ("count", "first_at", "interval", "said_at", "types")
 
-    def __init__(self) -> None:
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
         self.types: set[type[BaseException]] = set()
         self.reset()
 
@@ -135,22 +140,36 @@ class _Failures:
         self.first_at = self.said_at = 0.0
         self.types.clear()
 
-    def failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException) -> float:
+        """Log ``exc`` if it is news; returns how long to wait before the next try."""
         now = _REAL[0]()
         self.count += 1
         if self.count == 1:
             self.first_at = self.said_at = now
         if type(exc) not in self.types:
             self.types.add(type(exc))
+            self._report(exc)
+        elif now - self.said_at >= _FAILURE_SUMMARY:
+            self.said_at = now
+            logger.error("%s", self._summary(now, "still failing"))
+        backoff = self.interval * 2.0 ** min(self.count - 1, 30)
+        # Jitter, so that the workers of a deployment do not all retry at once.
+        return min(backoff, max(self.interval, _MAX_BACKOFF)) * random.uniform(0.8, 1.0)
+
+    def _report(self, exc: BaseException) -> None:
+        if isinstance(exc, StoreUnavailableError):  # an outage, not a bug: no traceback
+            logger.warning(
+                "conversation store unavailable (%s: %s); the cleanup thread keeps trying, "
+                "backing off, and says when it works again",
+                type(exc.__cause__ or exc).__name__, exc.__cause__ or exc,
+            )
+        else:
             logger.error(
                 "conversation expiry sweep failed with %s; the thread goes on%s",
                 type(exc).__name__,
                 "" if self.count > 1 else " (further failures in a row are counted)",
                 exc_info=(type(exc), exc, exc.__traceback__),
             )
-        elif now - self.said_at >= _FAILURE_SUMMARY:
-            self.said_at = now
-            logger.error("%s", self._summary(now, "still failing"))
 
     def succeeded(self) -> None:
         if self.count:

@@ -9,8 +9,8 @@ import pytest
 from support import WAIT
 
 from conversation_expiry import ConversationExpiryManager, MemoryStore, StoreUnavailableError
-from conversation_expiry._outage import Outage
 from conversation_expiry._store import Sweep
+from conversation_expiry._worker import _Failures
 
 
 class DownStore(MemoryStore):
@@ -44,24 +44,26 @@ def test_the_thread_survives_an_outage_and_logs_its_start_and_end_once(clock, ca
             assert m.running
         finally:
             m.stop(timeout=WAIT)
-    lines = [r.getMessage() for r in caplog.records if r.name == "conversation_expiry"]
-    assert len([x for x in lines if "unavailable" in x]) == 1
-    assert len([x for x in lines if "reachable again" in x]) == 1
-    assert "6 failed sweeps" in caplog.text
+    records = [r for r in caplog.records if r.name == "conversation_expiry"]
+    (down,) = [r for r in records if "store unavailable" in r.getMessage()]
+    (back,) = [r for r in records if "works again" in r.getMessage()]
+    assert down.levelname == "WARNING" and down.exc_info is None  # an outage, not a traceback
+    assert "ConnectionError: refused" in down.getMessage()
+    assert "6 failed sweeps" in back.getMessage()
 
 
 def test_backoff_doubles_from_the_interval_up_to_a_cap_and_resets_after_recovery():
-    outage = Outage(0.5)
-    waits = [outage.failed(ConnectionError()) for _ in range(10)]
+    failures = _Failures(0.5)
+    waits = [failures.failed(StoreUnavailableError("down")) for _ in range(10)]
     assert 0.4 <= waits[0] <= 0.5 and 0.8 <= waits[1] <= 1.0 and 1.6 <= waits[2] <= 2.0
     assert max(waits) <= 30.0 and waits[-1] >= 24.0
-    outage.succeeded()
-    assert not outage.ongoing and outage.failed(ConnectionError()) <= 0.5
+    failures.succeeded()
+    assert failures.count == 0 and failures.failed(StoreUnavailableError("down")) <= 0.5
 
 
 def test_backoff_never_waits_less_than_a_long_interval():
-    outage = Outage(120.0)
-    assert all(96.0 <= outage.failed(ConnectionError()) <= 120.0 for _ in range(5))
+    failures = _Failures(120.0)
+    assert all(96.0 <= failures.failed(RuntimeError()) <= 120.0 for _ in range(5))
 
 
 @pytest.mark.parametrize("call", ["cleanup_expired"])
