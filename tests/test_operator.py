@@ -30,7 +30,6 @@ from conversation_expiry._operator import main, rfc3339
 RUN_TIMEOUT = 30.0  # seconds for one command in a subprocess; each takes well under one
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 REPO = Path(__file__).resolve().parent.parent
-MODULE = "conversation_expiry._operator"  # TEMPORARY: the package, once __main__ dispatches
 
 
 @pytest.fixture
@@ -59,7 +58,7 @@ def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) 
     """``python -m conversation_expiry ARGS`` in a subprocess, bounded by RUN_TIMEOUT."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", MODULE, *args],
+        [sys.executable, "-m", "conversation_expiry", *args],
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT,
@@ -123,6 +122,13 @@ def test_help_lists_the_three_commands(capsys: pytest.CaptureFixture[str]) -> No
     out = capsys.readouterr().out
     for command in ("stats", "inspect", "sweep"):
         assert re.search(rf"^\s+{command}\s", out, re.MULTILINE), out
+
+
+def test_package_help_lists_the_operator_commands() -> None:
+    result = run("--help")
+    assert result.returncode == 0, result.stderr
+    for command in ("demo", "stats", "inspect", "sweep"):
+        assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), result.stdout
 
 
 def test_help_runs_as_a_real_command() -> None:
