@@ -46,7 +46,7 @@ def test_the_thread_survives_an_outage_and_logs_its_start_and_end_once(clock, ca
             m.stop(timeout=WAIT)
     records = [r for r in caplog.records if r.name == "conversation_expiry"]
     (down,) = [r for r in records if "store unavailable" in r.getMessage()]
-    (back,) = [r for r in records if "works again" in r.getMessage()]
+    (back,) = [r for r in records if "sweep works again" in r.getMessage()]
     assert down.levelname == "WARNING" and down.exc_info is None  # an outage, not a traceback
     assert "ConnectionError: refused" in down.getMessage()
     assert "6 failed sweeps" in back.getMessage()
