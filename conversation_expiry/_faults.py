@@ -11,19 +11,23 @@ number of lines:
   traceback and one summary a minute;
 * after a quiet minute without failures, it gets a full burst again;
 * ``stop()`` (:meth:`FaultLog.flush`) logs the summaries still pending.
+
+The same windows (:class:`LogWindows`) limit the warnings about refused client ids (``_web``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from . import _fork
 from ._clock import _REAL
 
-__all__ = ["FaultLog", "logger"]
+__all__ = ["FaultLog", "LogWindows", "logger"]
+
+K = TypeVar("K", bound=Hashable)
 
 logger = logging.getLogger("conversation_expiry")
 
@@ -36,17 +40,67 @@ def _name_of(fn: Callable[..., Any]) -> str:
 
 
 class _Window:
-    """The failures of one key in the current window."""
+    """The events of one key in the current window."""
 
-    __slots__ = ("allowance", "last", "last_cid", "logged", "start", "suppressed")
+    __slots__ = ("allowance", "last", "last_detail", "logged", "start", "suppressed")
 
     def __init__(self, now: float, allowance: int) -> None:
         self.start = now  # when the window opened
-        self.last = now  # the latest failure
+        self.last = now  # the latest event
         self.allowance = allowance  # full reports this window may log
         self.logged = 0
         self.suppressed = 0
-        self.last_cid = ""
+        self.last_detail = ""
+
+
+class Verdict(NamedTuple):
+    full: bool  # log this event in full
+    exhausted: bool  # it used up the burst: say that the rest are counted
+    summary: tuple[int, str] | None  # (events not logged, the last one's detail) of a past window
+
+
+class LogWindows(Generic[K]):
+    """Rate limits for log lines, per key: the policy in this module's docstring.
+
+    Used for faults of callables (here) and for refused client ids (``_web``). ``now`` is real
+    monotonic time by default, so a frozen or manual clock cannot stall the windows.
+    """
+
+    def __init__(self, now: Callable[[], float] | None = None) -> None:
+        self._now = now
+        self._lock = threading.Lock()
+        self._windows: dict[K, _Window] = {}
+        _fork.renew_after_fork(self, _lock=threading.Lock)
+
+    def hit(self, key: K, detail: str) -> Verdict:
+        """Count one event of ``key``; ``detail`` (an id) is kept if it goes unlogged."""
+        now = self._now() if self._now is not None else _REAL[0]()
+        summary: tuple[int, str] | None = None
+        with self._lock:
+            window = self._windows.get(key)
+            if window is None:
+                window = self._windows[key] = _Window(now, _BURST)
+            elif now - window.start >= _WINDOW:
+                if window.suppressed:
+                    summary = (window.suppressed, window.last_detail)
+                # Still going on: one full report a window. Quiet for a window: a burst again.
+                allowance = _BURST if now - window.last >= _WINDOW else 1
+                window = self._windows[key] = _Window(now, allowance)
+            window.last = now
+            full = window.logged < window.allowance
+            if full:
+                window.logged += 1
+            else:
+                window.suppressed += 1
+                window.last_detail = detail
+            return Verdict(full, full and window.logged == _BURST, summary)
+
+    def drain(self) -> list[tuple[K, int, str]]:
+        """(key, events not logged, last detail) of every window with some; forgets them all."""
+        with self._lock:
+            pending = [(k, w.suppressed, w.last_detail) for k, w in self._windows.items()]
+            self._windows.clear()
+        return [p for p in pending if p[1]]
 
 
 _Key = tuple[str, str, type[BaseException]]
@@ -56,34 +110,12 @@ class FaultLog:
     """Logs callback failures at ERROR, rate-limited per callable and exception type."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._windows: dict[_Key, _Window] = {}
-        _fork.renew_after_fork(self, _lock=threading.Lock)
+        self._windows: LogWindows[_Key] = LogWindows()
 
     def report(self, what: str, fn: Callable[..., Any], cid: str, exc: BaseException) -> None:
         """Record that ``fn`` (an ``on_expire``, cleanup or ``on_warning``) raised for ``cid``."""
         key = (what, _name_of(fn), type(exc))
-        now = _REAL[0]()  # real time: a frozen or manual clock must not stall the windows
-        summary: tuple[int, str] | None = None
-        exhausted = False
-        with self._lock:
-            window = self._windows.get(key)
-            if window is None:
-                window = self._windows[key] = _Window(now, _BURST)
-            elif now - window.start >= _WINDOW:
-                if window.suppressed:
-                    summary = (window.suppressed, window.last_cid)
-                # Still failing: one full report a window. Quiet for a window: a burst again.
-                allowance = _BURST if now - window.last >= _WINDOW else 1
-                window = self._windows[key] = _Window(now, allowance)
-            window.last = now
-            full = window.logged < window.allowance
-            if full:
-                window.logged += 1
-                exhausted = window.logged == _BURST
-            else:
-                window.suppressed += 1
-                window.last_cid = cid
+        full, exhausted, summary = self._windows.hit(key, cid)
         if summary is not None:
             _summarise(key, *summary)
         if full:
@@ -100,12 +132,8 @@ class FaultLog:
 
     def flush(self) -> None:
         """Log the summaries still pending (at stop)."""
-        with self._lock:
-            pending = [(k, w.suppressed, w.last_cid) for k, w in self._windows.items()]
-            self._windows.clear()
-        for key, suppressed, last_cid in pending:
-            if suppressed:
-                _summarise(key, suppressed, last_cid)
+        for key, suppressed, last_cid in self._windows.drain():
+            _summarise(key, suppressed, last_cid)
 
 
 def _summarise(key: _Key, suppressed: int, last_cid: str) -> None:

@@ -12,12 +12,11 @@ import json
 import logging
 import math
 import re
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from . import ConversationExpiryManager, ConversationState, ExpiryReason, _fork
-from ._clock import _REAL
+from . import ConversationExpiryManager, ConversationState, ExpiryReason
+from ._faults import _BURST, LogWindows
 from ._store import STORE_METHODS
 
 OnExpire = Callable[[ConversationState, ExpiryReason], object]
@@ -79,12 +78,7 @@ KNOWN_KEYS = frozenset(_MANAGER_ARGS) | frozenset(DEFAULTS)
 # How much of a rejected id reaches the log: enough to recognise it, not enough to flood.
 _SHOWN_CHARS = 64
 
-# Refused ids logged in full per window, and the window (seconds), as for callable faults.
-_BURST = 20
-_WINDOW = 60.0
-
 _STORE_SCHEMES = ("redis", "rediss", "unix")
-# What makes an object a store here: the core of the ConversationStore protocol.
 
 
 def shown(value: str) -> str:
@@ -149,33 +143,15 @@ class RejectLog:
     """Logs refused ids at WARNING: the first ``_BURST`` a minute in full, then a count.
 
     The id comes from the client, so a client sending bad ids on purpose would otherwise write a
-    log line per request. Windows follow ``conversation_expiry._faults``: after the burst one line
-    says the rest are counted; the first refusal after a minute logs how many were not logged,
-    and is itself logged (a full burst again after a quiet minute); :meth:`flush` logs what is
-    pending. ``now`` is real monotonic time by default, so a frozen clock cannot stall it.
+    log line per request: the windows are those of ``conversation_expiry._faults``.
     """
 
     def __init__(self, now: Callable[[], float] | None = None) -> None:
-        self._now = now if now is not None else _REAL[0]
-        self._lock = threading.Lock()
-        _fork.renew_after_fork(self, _lock=threading.Lock)
-        self._start = self._last = -math.inf
-        self._allowance = self._logged = self._suppressed = 0
-        self._last_reason = ""
+        self._windows: LogWindows[None] = LogWindows(now)
 
     def report(self, raw: str, reason: str) -> None:
         """Record that ``raw`` was refused because of ``reason``."""
-        now = self._now()
-        with self._lock:
-            summary = self._roll(now) if now - self._start >= _WINDOW else None
-            self._last = now
-            full = self._logged < self._allowance
-            if full:
-                self._logged += 1
-            else:
-                self._suppressed += 1
-                self._last_reason = reason
-            exhausted = full and self._logged == _BURST
+        full, exhausted, summary = self._windows.hit(None, reason)
         if summary is not None:
             _summarise(*summary)
         if full:
@@ -190,17 +166,8 @@ class RejectLog:
 
     def flush(self) -> None:
         """Log the count of refusals not logged yet (at close)."""
-        with self._lock:
-            summary = self._roll(self._now())
-        if summary is not None:
-            _summarise(*summary)
-
-    def _roll(self, now: float) -> tuple[int, str] | None:
-        # Under the lock: close the current window and open the next one.
-        summary = (self._suppressed, self._last_reason) if self._suppressed else None
-        self._allowance = _BURST if now - self._last >= _WINDOW else 1
-        self._start, self._logged, self._suppressed = now, 0, 0
-        return summary
+        for _, suppressed, last_reason in self._windows.drain():
+            _summarise(suppressed, last_reason)
 
 
 def _summarise(suppressed: int, last_reason: str) -> None:

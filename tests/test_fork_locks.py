@@ -145,7 +145,7 @@ def test_child_logs_a_failing_callable_while_the_parent_held_the_fault_log_lock(
     def child() -> str:
         return f"ok ended={m.end_conversation('a')}"  # on_expire raises: the fault log reports
 
-    with held(faults._lock):
+    with held(faults._windows._lock):
         assert in_child(child) == "ok ended=True"
 
 
@@ -244,5 +244,5 @@ def test_child_logs_a_rejected_id_while_the_parent_held_the_reject_log_lock() ->
         log.report("bad id", "it is empty")
         return "ok"
 
-    with held(log._lock):
+    with held(log._windows._lock):
         assert in_child(child) == "ok"
