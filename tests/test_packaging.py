@@ -57,7 +57,8 @@ def wheel_metadata(wheel: Path) -> tuple[set[str], object]:
     "path",
     ["tests/conftest.py", "tests/support.py", "tests/test_readme.py", "examples/flask_app.py",
      "examples/django_project/manage.py", "benchmarks/run.py", "LICENSE", "CHANGELOG.md",
-     "README.md", "dev.py", "conversation_expiry/py.typed"],
+     "README.md", "dev.py", "conversation_expiry/py.typed", "tests/redis_servers.py",
+     "conversation_expiry/redis/lua/touch.lua"],
 )
 def test_sdist_ships_what_its_tests_need(dists: tuple[Path, Path], path: str) -> None:
     assert path in sdist_names(dists[0])
@@ -66,6 +67,8 @@ def test_sdist_ships_what_its_tests_need(dists: tuple[Path, Path], path: str) ->
 def test_wheel_holds_the_package_and_its_license_only(dists: tuple[Path, Path]) -> None:
     names, _ = wheel_metadata(dists[1])
     assert "conversation_expiry/py.typed" in names
+    scripts = [n for n in names if n.startswith("conversation_expiry/redis/lua/")]
+    assert "conversation_expiry/redis/lua/touch.lua" in scripts and len(scripts) >= 10
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert {n.split("/")[0] for n in names} <= {
         "conversation_expiry", f"conversation_expiry-{VERSION}.dist-info"
