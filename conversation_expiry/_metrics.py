@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from opentelemetry import metrics
 
 from . import _fork
+from ._errors import ConversationExpiryError
 from ._state import ExpiryReason
 
 if TYPE_CHECKING:
@@ -27,6 +28,7 @@ except metadata.PackageNotFoundError:  # pragma: no cover - running from a sourc
 
 # Metric attribute keys (namespaced, as the OpenTelemetry naming conventions ask).
 REASON = "conversation_expiry.reason"
+NAMESPACE = "conversation_expiry.namespace"
 CALLBACK = "conversation_expiry.callback"
 ERROR_TYPE = "error.type"
 
@@ -53,7 +55,8 @@ METRICS: tuple[tuple[str, str, str, str, tuple[str, ...]], ...] = (
     ),
     (
         "conversation_expiry.conversation.count", "ObservableUpDownCounter", "{conversation}",
-        "Live conversations (not past their deadline)", (),
+        "Live conversations (not past their deadline); a shared store's per namespace",
+        (NAMESPACE,),
     ),
     (
         "conversation_expiry.sweep.duration", "Histogram", "s",
@@ -97,7 +100,25 @@ class _Instruments:
         self.errors = meter.create_counter(*args(5))
 
     def _observe(self, _options: Any) -> list[metrics.Observation]:
-        return [metrics.Observation(sum(len(m) for m in list(self.managers)))]
+        # Every process sees a shared store's whole namespace: it is reported once per
+        # namespace, with that attribute, never added to this process's own conversations.
+        local = 0
+        shared: dict[str, int] = {}
+        for m in list(self.managers):
+            store = m.store
+            if not store.shared:
+                local += len(m)
+                continue
+            name = str(getattr(store, "namespace", type(store).__name__))
+            if name not in shared:
+                try:
+                    shared[name] = len(m)
+                except ConversationExpiryError:  # unreachable now: no figure rather than 0
+                    continue
+        out = [metrics.Observation(n, {NAMESPACE: name}) for name, n in shared.items()]
+        if local or not out:
+            out.append(metrics.Observation(local))
+        return out
 
 
 def _histogram(
