@@ -14,12 +14,13 @@ import importlib
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ._errors import ConversationExpiryError, StoreUnavailableError
 
@@ -317,15 +318,7 @@ def _logging_to_stderr() -> Iterator[None]:
 
 
 def _print_json(value: object, out: TextIO) -> None:
-    print(json.dumps(value, default=_jsonable, ensure_ascii=False), file=out)
-
-
-def _jsonable(value: object) -> object:
-    if isinstance(value, datetime):
-        return rfc3339(value)
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+    print(json.dumps(value, ensure_ascii=False), file=out)
 
 
 def _plain(value: object) -> object:
@@ -347,32 +340,36 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def _password(url: str) -> str | None:
+    """The password in ``url``, also when the URL does not parse (it is still masked)."""
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        found = re.match(r"[^:/]+://[^:@/]*:([^@/]*)@", url)
+        return found.group(1) if found else None
+
+
 def _redacted(url: str) -> str:
     """``url`` without its password, fit for an error message."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
-    except ValueError:
-        return "<unparsable URL>"
+    return _scrubbed(url, url)
 
 
 def _scrubbed(text: str, url: str) -> str:
-    """``text`` with the password of ``url`` masked, wherever a message quoted it."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    return text.replace(password, "***") if password else text
+    """``text`` with the password of ``url`` masked, wherever a message quoted it.
+
+    Bare occurrences are masked too (a client's message may quote it alone), unless it is so
+    short that masking would garble the host and port more than it hides.
+    """
+    password = _password(url)
+    if not password:
+        return text
+    text = text.replace(f":{password}@", ":***@")
+    return text.replace(password, "***") if len(password) >= 4 else text
 
 
 def _error(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # pragma: no cover - the package's __main__ is the entry point
     sys.exit(main(sys.argv[1:]))

@@ -7,6 +7,7 @@ and error paths that need no server also call ``main()`` in this process, which 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -25,6 +26,7 @@ from redis_servers import RedisServer
 pytest.importorskip("redis")
 
 from conversation_expiry import ConversationExpiryManager, ExpiryReason
+from conversation_expiry import _operator as operator_module
 from conversation_expiry._operator import main, rfc3339
 
 RUN_TIMEOUT = 30.0  # seconds for one command in a subprocess; each takes well under one
@@ -198,8 +200,10 @@ def test_unreachable_server_is_a_one_line_error_with_status_2() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", [f"redis://user:s3cret@127.0.0.1:{free_port()}", "redis://user:s3cret@host:port"],
-    ids=["unreachable", "bad-port"],
+    "url",
+    [f"redis://user:s3cret@127.0.0.1:{free_port()}", "redis://user:s3cret@host:port",
+     "redis://user:s3cret@[::1"],
+    ids=["unreachable", "bad-port", "unparsable"],
 )
 def test_error_messages_hide_the_password(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["stats", "--redis", url, "--namespace", "n"]) == 2
@@ -216,6 +220,44 @@ def test_bad_namespace_is_a_one_line_error_naming_it(capsys: pytest.CaptureFixtu
 def test_rfc3339_is_utc_with_microseconds_and_z() -> None:
     at = datetime(2026, 12, 1, 23, 5, 7, tzinfo=timezone.utc)
     assert rfc3339(at) == "2026-12-01T23:05:07.000000Z"
+    assert rfc3339(at.replace(tzinfo=None)) == "2026-12-01T23:05:07.000000Z"  # naive is UTC
+
+
+def test_missing_redis_py_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "conversation_expiry.redis", None)  # import fails
+    assert main(["stats", "--redis", "redis://127.0.0.1:1", "--namespace", "n"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "conversation-expiry[redis]" in err
+
+
+def test_interrupt_exits_with_status_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def interrupted(*_args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(operator_module, "_stats", interrupted)
+    assert main(["stats", "--redis", "redis://127.0.0.1:1", "--namespace", "n"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_namespace_holding_foreign_data_is_a_one_line_error(
+    redis_server: RedisServer, url: str, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conversation_expiry.redis._scripts import key_names
+
+    client = redis_server.client()
+    _prefix, keys = key_names(namespace)
+    client.set(keys[0], "not a hash")  # another app wrote where the store keeps its records
+    try:
+        assert main(["inspect", "x", *store_args(url, namespace)]) == 2
+    finally:
+        client.delete(keys[0])
+        client.close()
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "WRONGTYPE" in err, err
 
 
 # -- stats -------------------------------------------------------------------------------------
@@ -260,13 +302,33 @@ def test_stats_shows_at_most_ten_deadlines(
 
 
 def test_stats_text_shows_live_count_and_next_deadline(
-    url: str, namespace: str, manager: ConversationExpiryManager
+    url: str, namespace: str, manager: ConversationExpiryManager,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     state = manager.register_conversation("only-one")
+    assert main(["stats", *store_args(url, namespace)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^live\s+1$", out, re.MULTILINE), out
+    assert re.search(r"^late_acks\s+0$", out, re.MULTILINE), out
+    assert f"{rfc3339(state.expires_at)}  only-one" in out
+
+
+def test_stats_text_of_an_empty_namespace_says_no_deadlines(
+    url: str, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["stats", *store_args(url, namespace)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^live\s+0$", out, re.MULTILINE)
+    assert out.rstrip().endswith("next deadlines: none")
+
+
+def test_stats_runs_as_a_real_command(
+    url: str, namespace: str, manager: ConversationExpiryManager
+) -> None:
+    manager.register_conversation("one")
     result = run("stats", *store_args(url, namespace))
     assert result.returncode == 0, result.stderr
     assert re.search(r"^live\s+1$", result.stdout, re.MULTILINE), result.stdout
-    assert f"{rfc3339(state.expires_at)}  only-one" in result.stdout
 
 
 def test_stats_does_not_count_past_due_conversations_as_live(
@@ -304,11 +366,11 @@ def test_inspect_text_shows_the_times_and_metadata(
     url: str, namespace: str, manager: ConversationExpiryManager,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    state = manager.register_conversation("conv-1", metadata={"user": "ann"})
+    state = manager.register_conversation("conv-1", metadata={"user": "ann", "tags": ["a"]})
     assert main(["inspect", "conv-1", *store_args(url, namespace)]) == 0
     out = capsys.readouterr().out
     assert re.search(rf"^expires_at:\s+{re.escape(rfc3339(state.expires_at))}$", out, re.M)
-    assert re.search(r'^metadata:\s+\{"user": "ann"\}$', out, re.M), out
+    assert re.search(r'^metadata:\s+\{"tags": \["a"\], "user": "ann"\}$', out, re.M), out
 
 
 def test_inspect_of_an_unknown_conversation_exits_1(
@@ -425,6 +487,27 @@ def test_sweep_whose_hook_raises_logs_it_and_counts_it_as_done(
     assert main(["stats", *store_args(url, namespace), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["live"], report["claimed"]) == (0, 0)
+
+
+def test_hook_error_shows_on_stderr_when_logging_is_not_configured(
+    url: str, namespace: str, manager: ConversationExpiryManager,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    module = type(sys)("inproc_failing_hooks")
+
+    def explode(state: object, reason: object) -> None:
+        raise RuntimeError("hook failed on purpose")
+
+    module.explode = explode  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "inproc_failing_hooks", module)
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])  # as in a plain `python -m`
+    past_due(manager, "doomed")
+    code = main(["sweep", *store_args(url, namespace), "--on-expire",
+                 "inproc_failing_hooks:explode"])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "ERROR" in err and "doomed" in err and "hook failed on purpose" in err
+    assert logging.getLogger("conversation_expiry").handlers == []  # removed again
 
 
 def test_sweep_hook_gets_the_reason_expired(
