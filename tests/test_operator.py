@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis_servers import RedisServer
+from redis_servers import RedisCluster, RedisServer
 
 pytest.importorskip("redis")
 
@@ -414,6 +414,34 @@ def test_inspect_of_an_empty_id_is_an_error_with_status_2(
 ) -> None:
     assert main(["inspect", "", *store_args(url, namespace)]) == 2
     assert "conversation_id" in capsys.readouterr().err
+
+
+def test_commands_work_through_any_node_of_a_cluster(
+    redis_cluster: RedisCluster, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conversation_expiry.redis import RedisStore
+
+    client = redis_cluster.client()
+    store = RedisStore(client, namespace=namespace)
+    m = ConversationExpiryManager(60, 3600, store=store, autostart=False)
+    try:
+        m.register_conversation("live")
+        past_due(m, "old")
+        reports = []
+        for node in redis_cluster.servers:  # the namespace's slot is on one of them
+            assert main(["stats", *store_args(node.url, namespace), "--json"]) == 0
+            reports.append(json.loads(capsys.readouterr().out)["live"])
+        assert reports == [1] * len(redis_cluster.servers)
+        assert main(["sweep", *store_args(redis_cluster.servers[-1].url, namespace),
+                     "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == {"expired": ["old"]}
+        assert main(["inspect", "live", *store_args(redis_cluster.servers[0].url, namespace),
+                     "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["id"] == "live"
+    finally:
+        m.stop()
+        store.close()
+        client.close()
 
 
 # -- sweep -------------------------------------------------------------------------------------
