@@ -20,7 +20,9 @@ Measured, each against a baseline taken in the same run, medians of interleaved 
   population); target < 300;
 - one ``cleanup_expired()`` of the whole population once it is past due: conversations per
   second (target >= 20,000) and the commands the server's ``SLOWLOG`` caught over 5 ms during
-  it (target: none).
+  it (target: none). SLOWLOG times commands by the wall clock, so a sweep during which the
+  host did not run the server for a while (its scripts' wall time well over the server's CPU
+  time, ``INFO cpu``) is shown but not judged.
 
 The population for the last two uses a ``ManualClock`` manager, so the whole population can be
 made past due at once by advancing the clock instead of waiting for a TTL to run out while it
@@ -405,7 +407,6 @@ def verdicts(fig: Figures) -> list[Verdict]:
     update, floor = _median(fig.update_us), _median(fig.evalsha_us)
     ratio = update / floor
     rate = _median(fig.sweep_rate)
-    slow = max(fig.sweep_slow, default=0)
     per = _median(fig.bytes_per_conversation)
     commands = ", ".join(f"{k.removeprefix('cmdstat_')} {v}" for k, v in fig.commands.items())
     return [
@@ -418,21 +419,36 @@ def verdicts(fig: Figures) -> list[Verdict]:
                 f"{fig.server_us:.1f} us vs {fig.floor_server_us:.1f} us)"),
         Verdict(rate >= 20_000 and fig.swept_all, "sweep >= 20,000 expired conversations/s",
                 f"{rate:,.0f}/s" + ("" if fig.swept_all else " (but not all were swept!)")),
-        Verdict(slow == 0, "no Redis command over 5 ms during a sweep",
-                f"{slow} over, longest logged {max(fig.sweep_longest_us, default=0)} us"
-                + _preempted(fig, slow)),
+        _slow_verdict(fig),
         Verdict(per < 300, "Redis memory per live conversation < 300 bytes",
                 f"{per:.0f} bytes"),
     ]
 
 
-def _preempted(fig: Figures, slow: int) -> str:
-    """A note when the scripts' wall time ran well over the server's CPU time (preemption)."""
-    excess = sum(fig.sweep_script_wall_ms) - sum(fig.sweep_server_cpu_ms)
-    if not slow or excess <= 5.0:
-        return ""
-    return (f" (the scripts' wall time exceeds the server's CPU time by {excess:,.0f} ms: "
-            "the host did not run the server for part of them; see the load average)")
+def _unpreempted(cpu_ms: float, wall_ms: float) -> bool:
+    """Whether the server ran for (about) all of its scripts' wall time in a sweep.
+
+    SLOWLOG times a command by the wall clock, so a server the host did not schedule for a
+    while (an oversubscribed machine) logs long commands that did no more work. Such a round
+    cannot tell whether a script would block other clients for 5 ms; it is shown, not judged.
+    """
+    return wall_ms <= cpu_ms * 1.05 + 5.0
+
+
+def _slow_verdict(fig: Figures) -> Verdict:
+    rounds = list(zip(fig.sweep_server_cpu_ms, fig.sweep_script_wall_ms, fig.sweep_slow,
+                      fig.sweep_longest_us, strict=True))
+    clean = [(n, longest) for cpu, wall, n, longest in rounds if _unpreempted(cpu, wall)]
+    skipped = len(rounds) - len(clean)
+    note = (f"; {skipped} round(s) where the host preempted the server not judged (see the "
+            "table)" if skipped else "")
+    if not clean:
+        return Verdict(False, "no Redis command over 5 ms during a sweep",
+                       f"inconclusive: the host preempted the server in every round{note}")
+    over = sum(n for n, _ in clean)
+    longest = max(longest for _, longest in clean)
+    return Verdict(over == 0, "no Redis command over 5 ms during a sweep",
+                   f"{over} over in {len(clean)} round(s), longest {longest:,} us{note}")
 
 
 def render(s: Settings, env: dict[str, Any], fig: Figures) -> str:
@@ -452,8 +468,6 @@ def render(s: Settings, env: dict[str, Any], fig: Figures) -> str:
          _median(fig.bytes_per_conversation), rng(fig.bytes_per_conversation), "", None),
         (f"sweep of {s.population:,} expired, per second", _median(fig.sweep_rate),
          rng(fig.sweep_rate), "", None),
-        ("SLOWLOG entries > 5 ms during a sweep", max(fig.sweep_slow, default=0), "-", "",
-         None),
     ]
     lines = [
         f"## RedisStore benchmarks ({s.mode} mode)",
@@ -478,9 +492,14 @@ def render(s: Settings, env: dict[str, Any], fig: Figures) -> str:
         if name.startswith("EVALSHA"):
             lines.append(f"| sweep {name}, us per call (SLOWLOG, {len(us):,} calls) | "
                          f"{_median(us):,.0f} | {min(us):,}-{max(us):,} | - | - | - |")
-    for cpu, wall in zip(fig.sweep_server_cpu_ms, fig.sweep_script_wall_ms, strict=True):
-        lines.append(f"| sweep: server CPU ms vs its scripts' wall ms (SLOWLOG) | {cpu:,.0f} | "
-                     f"- | scripts' wall time | {wall:,.0f} | {wall / cpu if cpu else 0:.2f}x |")
+    for r, (cpu, wall, n, longest) in enumerate(zip(
+        fig.sweep_server_cpu_ms, fig.sweep_script_wall_ms, fig.sweep_slow, fig.sweep_longest_us,
+        strict=True,
+    )):
+        state = "" if _unpreempted(cpu, wall) else ", server preempted"
+        lines.append(f"| sweep {r + 1}: commands over 5 ms (longest {longest:,} us){state} | "
+                     f"{n} | - | scripts' wall ms vs server CPU ms | {wall:,.0f} / {cpu:,.0f} | "
+                     f"{wall / cpu if cpu else 0:.2f}x |")
     for name, durations in sorted(fig.slow_commands.items()):
         lines.append(f"| over 5 ms during a sweep: {name} | {len(durations)} | "
                      f"{min(durations):,}-{max(durations):,} us | - | - | - |")
