@@ -9,6 +9,7 @@ children are killed in ``finally``.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import multiprocessing
@@ -244,8 +245,6 @@ def test_four_processes_expire_each_conversation_once_and_never_early(
             if p.is_alive():
                 p.kill()
             p.join(5)
-
-    import json
 
     runs = [json.loads(o.read_text()) for o in outs]
     assert [r["errors"] for r in runs] == [[]] * CHURN_WORKERS
