@@ -151,18 +151,42 @@ class MemoryStore(Book):
 
     def get(self, cid: str) -> ConversationState | None:
         reading = self._reading()
-        with self._guard.writing:
+        lock = self._guard.write
+        if not lock.acquire(False):
+            self._guard.contended = True
+            lock.acquire()
+        try:
             now, offset = self._checked(reading)
-            return self._get(cid, now, offset)
+            if not self._plain or self._ttl_of or self._meta:
+                return self._get(cid, now, offset)
+            # The request path's plain case, inlined from Book._get.
+            e = self._entries.get(cid)
+            if e is None:
+                return None
+            last = e.last
+            ttl = self._ttl
+            if now > last + ttl:
+                return None
+            return _tuple_new(
+                ConversationState, (cid, e.created, last, last + ttl, True, False, offset, None)
+            )
+        finally:
+            lock.release()
 
     def is_live(self, cid: str) -> bool:
         reading = self._reading()
-        with self._guard.writing:
+        lock = self._guard.write
+        if not lock.acquire(False):
+            self._guard.contended = True
+            lock.acquire()
+        try:
             now = self._checked(reading)[0]
-            if self._plain and not self._ttl_of:  # is_expired on the request path: inlined
+            if self._plain and not self._ttl_of:  # is_expired's plain case, from Book._is_live
                 e = self._entries.get(cid)
                 return e is not None and now <= e.last + self._ttl
             return self._is_live(cid, now)
+        finally:
+            lock.release()
 
     def count(self) -> int:
         reading = self._reading()
