@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import redis
 from redis import exceptions as rx
@@ -13,7 +13,14 @@ from redis.retry import Retry
 
 from .._errors import StoreUnavailableError
 
-__all__ = ["check_client", "client_from_url", "unavailable", "warn_if_evictable"]
+__all__ = [
+    "CLIENT_ERRORS",
+    "check_client",
+    "client_from_url",
+    "fail",
+    "unavailable",
+    "warn_if_evictable",
+]
 
 logger = logging.getLogger("conversation_expiry")
 T = TypeVar("T")
@@ -44,16 +51,38 @@ DEFAULTS: dict[str, Any] = {
 _RETRIES = 3
 
 
+# Everything a call of the client may raise that fail() looks at.
+CLIENT_ERRORS: tuple[type[Exception], ...] = (rx.RedisError, *_UNAVAILABLE)
+
+
 def unavailable(call: Callable[..., T], *args: Any) -> T:
     """``call(*args)``, with the client's unavailability raised as StoreUnavailableError."""
     try:
         return call(*args)
-    except _UNAVAILABLE as exc:
+    except CLIENT_ERRORS as exc:
+        fail(exc)
+
+
+def fail(exc: Exception, namespace: str | None = None) -> NoReturn:
+    """Raise what the store raises for ``exc``, one of CLIENT_ERRORS from a call.
+
+    StoreUnavailableError when Redis is not serving now; ValueError when a script refused a
+    namespace that runs on the other kind of time (lib_clock.lua); else ``exc`` itself.
+    """
+    if isinstance(exc, _UNAVAILABLE) or (
+        isinstance(exc, rx.ResponseError) and str(exc).startswith(_UNAVAILABLE_REPLIES)
+    ):
         raise StoreUnavailableError(f"Redis is unavailable: {exc}") from exc
-    except rx.ResponseError as exc:
-        if str(exc).startswith(_UNAVAILABLE_REPLIES):
-            raise StoreUnavailableError(f"Redis is unavailable: {exc}") from exc
-        raise
+    if isinstance(exc, rx.ResponseError) and str(exc).startswith("TIMEKIND"):
+        recorded = "the Redis server's clock" if " runs on server" in str(exc) else "a driven clock"
+        raise ValueError(
+            f"namespace {namespace!r} runs on {recorded} and has conversations: a manager "
+            "with a ManualClock (or any clock that is not a SystemClock) drives its store's "
+            "time, one with a SystemClock uses the server's, and the two cannot share a "
+            "namespace (the driven time would move the server's time high-water mark, or "
+            "the other way round); use another namespace, or the same kind of clock"
+        ) from None
+    raise exc
 
 
 def client_from_url(url: object, kwargs: dict[str, Any]) -> redis.Redis:

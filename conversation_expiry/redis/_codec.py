@@ -2,7 +2,7 @@
 
 A live record is flags (1 byte), created, last activity, ttl (7-byte little-endian integers of
 microseconds), incarnation (6 bytes), then max_age and warning_before (7 bytes each) if the
-flags say so, then the metadata JSON (see prelude.lua for why it is this tight). A claimed
+flags say so, then the metadata JSON (see lua/lib_layout.lua for why it is this tight). A claimed
 record is ``<16sBBI`` (owner, reason, lapsed claims, id length), the id, then a live record.
 Decoding in Python keeps the scripts short and the replies small.
 """

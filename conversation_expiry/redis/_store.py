@@ -8,6 +8,7 @@ keeper renews, then acknowledged; lapsed claims are taken over by any process's 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -27,12 +28,12 @@ from .._state import ConversationState, ExpiryReason
 from .._store import Departures, Policy, Sweep
 from .._validation import to_seconds
 from . import _codec
-from ._client import check_client, client_from_url, unavailable, warn_if_evictable
+from ._client import CLIENT_ERRORS, check_client, client_from_url, fail, warn_if_evictable
 from ._codec import Claim, decode_id, encode_id, live_state, to_us
 from ._events import Held
 from ._lease import LeaseKeeper, track_store
 from ._ops import OperatorViews
-from ._scripts import Scripts, key_names
+from ._scripts import Script, Scripts, key_names
 
 __all__ = ["RedisStore"]
 
@@ -82,6 +83,14 @@ class RedisStore(OperatorViews):
         self._client = client
         self._owns_client = False
         self._scripts = Scripts(client)
+        # The request path's commands up to the time argument, built once (see _hot).
+        self._heads = {
+            script: ("EVALSHA", script.sha, 4, *self._hot_keys)
+            for script in (self._scripts.touch, self._scripts.read, self._scripts.count,
+                           self._scripts.hold)
+        }  # fmt: skip
+        self._touch_head = self._heads[self._scripts.touch]
+        self._touch_run = self._scripts.touch.run
         self._lease_us = str(to_us(self.lease)).encode()
         self._read: Callable[[], tuple[float, float]] | None = None
         self._policy: list[bytes] | None = None
@@ -121,7 +130,6 @@ class RedisStore(OperatorViews):
     def _new_owner(self) -> None:
         self.owner = os.urandom(8).hex().encode()  # 16 bytes, the claims' owner field
         self._requests = itertools.count()
-        self._common = [_NOW, self.owner, self._lease_us]
 
     def _after_fork_in_child(self) -> None:
         # A child is another process: its claims are its own, the parent's stay the parent's.
@@ -152,17 +160,26 @@ class RedisStore(OperatorViews):
             )
         return str(us).encode()
 
-    def _run(
-        self, script: Any, args: list[Any], request: bool = False, hot: bool = False
-    ) -> Any:
-        keys = self._hot_keys if hot else self.keys
+    def _run(self, script: Script, args: list[Any], request: bool = False) -> Any:
+        """One script with every key and (time, owner, lease, *args)."""
+        keys = self.keys
         if request:  # a key for the reply, so a retried request gets the first one
             keys = [*keys, self.prefix + b"r:" + self.owner + b":%d" % next(self._requests)]
-        if self._read is None:
-            argv = self._common + args
-        else:
-            argv = [self._now_arg(), self.owner, self._lease_us, *args]
-        return unavailable(script, keys, argv)
+        now = _NOW if self._read is None else self._now_arg()
+        try:
+            return script.run(
+                "EVALSHA", script.sha, len(keys), *keys, now, self.owner, self._lease_us, *args
+            )
+        except CLIENT_ERRORS as exc:
+            fail(exc, self.namespace)
+
+    def _hot(self, script: Script, *args: bytes) -> Any:
+        """One of the request path's scripts: four keys, then (time, *args)."""
+        now = _NOW if self._read is None else self._now_arg()
+        try:
+            return script.run(*self._heads[script], now, *args)
+        except CLIENT_ERRORS as exc:
+            fail(exc, self.namespace)
 
     def _policy_args(self) -> list[bytes]:
         if self._policy is None:
@@ -190,6 +207,10 @@ class RedisStore(OperatorViews):
         ]
         if not isinstance(clock, SystemClock):
             self._read = reader(clock)  # a ManualClock (tests) drives the store's time
+        # A namespace on the other kind of time is refused here rather than at first use (if
+        # Redis is down now, every script checks it again).
+        with contextlib.suppress(StoreUnavailableError):
+            self.count()
         self.maxmemory_warned = warn_if_evictable(self._client, self.prefix)
 
     def register(
@@ -209,8 +230,15 @@ class RedisStore(OperatorViews):
         return live_state(cid, raw), bool(started), self._departures(blobs, now)
 
     def touch(self, cid: str, extend: bool) -> ConversationState:
-        args = [encode_id(cid), b"1" if extend else b"0"]
-        reply = self._run(self._scripts.touch, args, hot=True)
+        # Written out (no _hot): this is update_activity, the call an application makes most.
+        now = _NOW if self._read is None else self._now_arg()
+        try:
+            reply = self._touch_run(
+                *self._touch_head, now, cid.encode("utf-8", "surrogatepass"),
+                b"1" if extend else b"0",
+            )  # fmt: skip
+        except CLIENT_ERRORS as exc:
+            fail(exc, self.namespace)
         if type(reply) is bytes:
             return live_state(cid, reply)
         if reply == 0:
@@ -218,18 +246,18 @@ class RedisStore(OperatorViews):
         raise ConversationExpiredError(cid)
 
     def get(self, cid: str) -> ConversationState | None:
-        reply = self._run(self._scripts.read, [encode_id(cid)], hot=True)
+        reply = self._hot(self._scripts.read, encode_id(cid))
         return live_state(cid, reply[0]) if reply else None
 
     def is_live(self, cid: str) -> bool:
-        return bool(self._run(self._scripts.read, [encode_id(cid)], hot=True))
+        return bool(self._hot(self._scripts.read, encode_id(cid)))
 
     def count(self) -> int:
-        return int(self._run(self._scripts.count, [], hot=True))
+        return int(self._hot(self._scripts.count))
 
     def hold(self, cid: str) -> int:
         self._held.start_reading(self._run, self._scripts.events)
-        inc = int(self._run(self._scripts.hold, [encode_id(cid)], hot=True))
+        inc = int(self._hot(self._scripts.hold, encode_id(cid)))
         if inc == -1:
             raise ConversationNotFoundError(cid)
         if inc == -2:

@@ -3,6 +3,7 @@
 -- was taken over or dead-lettered): they change nothing. An incarnation already acknowledged
 -- by this owner (a retried ack) is neither late nor changed. One call per batch for each
 -- structure: an ack follows every claimed batch of a sweep.
+-- needs: claims, stream
 
 local incs = {}
 for n = 4, #ARGV do

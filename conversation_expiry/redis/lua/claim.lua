@@ -6,6 +6,7 @@
 --
 -- Not remembered for a retry: a batch whose reply was lost stays claimed by this process,
 -- unrenewed, and is taken over after the lease like any other lapsed claim.
+-- needs: clock, claims, stream
 
 local now = now_rw()
 local limit = tonumber(ARGV[4])

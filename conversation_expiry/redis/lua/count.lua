@@ -1,6 +1,7 @@
 -- count: live conversations (deadline not passed), O(log n).
+-- needs: clock
 
-local now, ahead = now_ro()
+local now, ahead = clock()
 local t = fmt(now)
 local first = redis.call('ZRANGE', D, 0, 0, 'WITHSCORES')
 if #first > 0 and tonumber(first[2]) < now then

@@ -1,5 +1,6 @@
 -- end: claim one conversation now (ENDED if live, its expiry reason if past due).
 -- ARGV[4] id. Reply: {now, {claimed record}} (empty when unknown or already claimed).
+-- needs: clock, claims, replay
 
 local seen = replay()
 if seen then

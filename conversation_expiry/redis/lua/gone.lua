@@ -1,6 +1,7 @@
 -- gone: which held incarnations have left, when the stream was trimmed past a reader's cursor.
 -- ARGV[4...] pairs of id, incarnation. Reply: {id, incarnation, reason, ...} of those gone
 -- (reason 0 when no trace is left: it was acknowledged and its stream entry trimmed).
+-- needs: claims
 
 local out = {}
 for n = 4, #ARGV, 2 do

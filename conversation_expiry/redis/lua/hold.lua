@@ -1,9 +1,10 @@
 -- hold: mark a live conversation as held (some process attached cleanups to it), so that its
--- departure is published on the stream. ARGV[4] id.
+-- departure is published on the stream. ARGV[2] id.
 -- Reply: its incarnation, or -1 (unknown) / -2 (past due). Running it twice changes nothing.
+-- needs: clock, record
 
 local now = now_rw()
-local cid = ARGV[4]
+local cid = ARGV[2]
 local raw = redis.call('HGET', C, cid)
 if not raw then
   return -1

@@ -1,8 +1,9 @@
--- get / is_live: the record of a live conversation. ARGV[4] id.
+-- get / is_live: the record of a live conversation. ARGV[2] id.
 -- Reply: {record, now}, or {} when unknown or past due.
+-- needs: clock, record
 
-local now, ahead = now_ro()
-local raw = redis.call('HGET', C, ARGV[4])
+local now, ahead = clock()
+local raw = redis.call('HGET', C, ARGV[2])
 if not raw then
   return {}
 end

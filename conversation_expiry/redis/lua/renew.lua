@@ -1,5 +1,6 @@
 -- renew: extend the leases of this owner's outstanding claims. ARGV[4...] incarnations.
 -- Reply: those no longer this owner's (taken over, acknowledged, dead-lettered).
+-- needs: clock, claims
 
 local now = now_rw()
 local lost = {}

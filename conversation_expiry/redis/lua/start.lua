@@ -4,6 +4,7 @@
 -- [8] default ttl, [9] max_age (0: none), [10] warning_before (0: none), [11] capacity
 -- (0: none), [12] '1' if metadata is given, [13] metadata.
 -- Reply: {started 0/1, record, now, {claimed records}}.
+-- needs: clock, activity, claims, replay
 
 local seen = replay()
 if seen then
@@ -26,9 +27,9 @@ if raw then
         r.m = ARGV[13]
       end
     end
-    activity(cid, r, now, extend)
+    local rec = activity(cid, r, now, extend)
     -- Nothing started or claimed: running this twice is two activities, no need to remember.
-    return { 0, rec_fixed(r) .. r.m, fmt(now), out }
+    return { 0, rec, fmt(now), out }
   end
   claim_one(cid, r, due_reason(r), now, out)
 end
@@ -71,8 +72,7 @@ local r = {
   c = now, l = now, t = tonumber(ttl), a = tonumber(ARGV[9]), w = tonumber(ARGV[10]),
   i = redis.call('HINCRBY', M, 'inc', 1), f = 0, m = md,
 }
-activity(cid, r, now, false)
-local reply = { 1, rec_fixed(r) .. r.m, fmt(now), out }
+local reply = { 1, activity(cid, r, now, false), fmt(now), out }
 if #out > 0 then
   -- What was claimed must reach this process even if the reply is lost. A plain start is not
   -- remembered (a key per registration would double the memory of a burst of them): run

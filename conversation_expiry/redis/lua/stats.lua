@@ -1,6 +1,7 @@
 -- stats: counts for operators. Reply: {live, due, claimed, dead, late, takeovers, now}.
+-- needs: clock
 
-local now = fmt((now_ro()))
+local now = fmt((clock()))
 local m = redis.call('HMGET', M, 'late', 'takeovers')
 return {
   redis.call('ZCOUNT', D, now, '+inf'),
