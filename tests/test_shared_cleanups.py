@@ -1,0 +1,68 @@
+"""Guarantee 11 in one process: two managers on one Redis namespace stand for two workers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from support import TTL
+
+from conversation_expiry import ConversationExpiryManager, ExpiryReason, ManualClock
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def pair(redis_store: Any, clock: ManualClock) -> Any:
+    """Managers A and B on one namespace; B records its on_expire calls."""
+    first = redis_store()
+    seen: list[tuple[str, ExpiryReason]] = []
+    a = ConversationExpiryManager(TTL, 3600, clock=clock, autostart=False, store=first)
+    b = ConversationExpiryManager(
+        TTL, 3600, clock=clock, autostart=False,
+        store=redis_store(namespace=first.namespace),
+        on_expire=lambda s, r: seen.append((s.id, r)),
+    )
+    yield a, b, seen
+    a.stop()
+    b.stop()
+
+
+def test_cleanups_attached_in_one_process_run_there_when_another_ends_it(pair) -> None:
+    a, b, seen = pair
+    ran: list[str] = []
+    a.register_conversation("c")
+    a.add_cleanup("c", lambda: ran.append("closed in A"))
+    assert b.end_conversation("c") is True
+    assert ran == [] and seen == [("c", ExpiryReason.ENDED)]
+    a.cleanup_expired()  # A's next sweep learns that it left
+    assert ran == ["closed in A"]
+    a.cleanup_expired()
+    assert ran == ["closed in A"]  # once
+
+
+def test_cleanups_attached_in_one_process_run_there_when_another_expires_it(pair, clock) -> None:
+    a, b, seen = pair
+    ran: list[str] = []
+    a.register_conversation("c")
+    a.add_cleanup("c", lambda: ran.append("closed in A"))
+    clock.advance(TTL + 1)
+    assert b.cleanup_expired() == ["c"] and seen == [("c", ExpiryReason.EXPIRED)]
+    a.cleanup_expired()
+    assert ran == ["closed in A"]
+
+
+def test_an_id_started_again_elsewhere_never_runs_the_old_incarnation_s_cleanups(
+    pair, clock
+) -> None:
+    a, b, _ = pair
+    ran: list[str] = []
+    a.register_conversation("c")
+    a.add_cleanup("c", lambda: ran.append("old"))
+    clock.advance(TTL + 1)
+    b.register_conversation("c")  # B claims the old incarnation and starts a new one
+    b.add_cleanup("c", lambda: ran.append("new, in B"))
+    a.cleanup_expired()
+    assert ran == ["old"]
+    assert b.end_conversation("c") is True
+    assert ran == ["old", "new, in B"]
