@@ -262,19 +262,10 @@ def _connected(
                        f"'conversation-expiry[redis]' ({_one_line(exc)})") from None
     from ._manager import ConversationExpiryManager
 
-    cluster_client: Any = None
-    try:  # checks the URL and the namespace, connects to nothing yet
+    try:  # from_url asks the server whether it is a Cluster node, and makes the client for it
         store = _call(args, lambda: RedisStore.from_url(args.redis, namespace=args.namespace))
     except (ValueError, TypeError) as exc:  # the message names the bad --redis or --namespace
         raise _Failure(_scrubbed(_one_line(exc), args.redis)) from None
-    try:
-        if _call(args, lambda: _is_cluster(args.redis)):
-            store.close()
-            cluster_client = _call(args, lambda: _cluster_client(args.redis))
-            store = RedisStore(cluster_client, namespace=args.namespace)
-    except BaseException:
-        store.close()
-        raise
     try:
         manager = _call(args, lambda: ConversationExpiryManager(
             _TTL, _INTERVAL, store=store, on_expire=on_expire, autostart=False
@@ -285,50 +276,6 @@ def _connected(
             manager.stop()  # never removes anything from a shared store (guarantee 13)
     finally:
         store.close()
-        if cluster_client is not None:
-            cluster_client.close()
-
-
-# Client settings of the commands' own connections: an operator's command should fail within
-# seconds when Redis is away (as RedisStore.from_url's do), not after redis-py's default retries.
-_TIMEOUT = 2.0
-_RETRIES = 3
-
-
-def _retry() -> Any:
-    from redis.backoff import ExponentialWithJitterBackoff
-    from redis.retry import Retry
-
-    return Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), _RETRIES)
-
-
-def _is_cluster(url: str) -> bool:
-    """Whether ``url`` names a Redis Cluster node (``INFO cluster``).
-
-    A namespace lives in one hash slot, on one node: a plain client on any other node gets
-    MOVED, so the commands need a cluster client there, as a deployment on a Cluster has.
-    """
-    if not url.startswith(("redis://", "rediss://")):
-        return False  # unix sockets (and what the store refuses) are never cluster nodes here
-    import redis
-
-    probe = redis.Redis.from_url(
-        url, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT, retry=_retry()
-    )
-    try:
-        return bool(probe.info("cluster").get("cluster_enabled"))
-    except redis.ResponseError:
-        return False  # INFO refused (a managed Redis): not a cluster we could route for anyway
-    finally:
-        probe.close()
-
-
-def _cluster_client(url: str) -> Any:
-    from redis.cluster import RedisCluster
-
-    return RedisCluster.from_url(
-        url, socket_timeout=_TIMEOUT, socket_connect_timeout=_TIMEOUT, retry=_retry()
-    )
 
 
 def _call(args: argparse.Namespace, fn: Callable[[], Any]) -> Any:
@@ -339,11 +286,11 @@ def _call(args: argparse.Namespace, fn: Callable[[], Any]) -> Any:
         cause = exc.__cause__ if exc.__cause__ is not None else exc
         raise _Failure(f"cannot reach Redis at {_redacted(args.redis)}: "
                        f"{_scrubbed(_one_line(cause), args.redis)}") from None
-    except ConversationExpiryError as exc:
+    except (ConversationExpiryError, ValueError) as exc:  # ValueError: a namespace on driven time
         raise _Failure(_scrubbed(_one_line(exc), args.redis)) from None
     except Exception as exc:
-        # redis-py errors the store did not wrap (the commands' own probe, a wrong server), by
-        # module so that this module stays importable without redis-py.
+        # redis-py errors the store did not wrap (a wrong server), by module so that this
+        # module stays importable without redis-py.
         if not type(exc).__module__.startswith("redis"):
             raise
         from redis import exceptions as rx

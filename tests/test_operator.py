@@ -550,3 +550,21 @@ def test_sweep_hook_gets_the_reason_expired(
     assert main(["sweep", *store_args(url, namespace), "--on-expire", "inproc_hooks:hook"]) == 0
     assert seen == [("x", ExpiryReason.EXPIRED)]
     assert capsys.readouterr().out.splitlines() == ["expired 1 conversation", "  x"]
+
+
+def test_a_namespace_driven_by_a_manual_clock_is_a_one_line_error(
+    url: str, namespace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conversation_expiry import ManualClock
+    from conversation_expiry.redis import RedisStore
+
+    store = RedisStore.from_url(url, namespace=namespace)
+    m = ConversationExpiryManager(60, 3600, store=store, clock=ManualClock(), autostart=False)
+    try:
+        m.register_conversation("test-only")
+        assert main(["sweep", *store_args(url, namespace)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and repr(namespace) in err and "ManualClock" in err
+    finally:
+        m.stop()
+        store.close()

@@ -84,3 +84,59 @@ def test_scripts_reload_on_every_node(make: Callable[..., Any]) -> None:
     store.register("a", None, None)
     store._client.script_flush()  # to every primary: as after failovers or restarts
     assert store.touch("a", True).id == "a" and store.count() == 1
+
+
+def _not_owning(redis_cluster: Any, prefix: bytes) -> Any:
+    """A node of the cluster that does not own ``prefix``'s slot."""
+    client = redis_cluster.client()
+    try:
+        owner = client.get_node_from_key(prefix).port
+    finally:
+        client.close()
+    return next(s for s in redis_cluster.servers if s.port != owner)
+
+
+def test_from_url_of_a_node_not_owning_the_slot_makes_a_cluster_client(
+    redis_cluster: Any, clock: ManualClock
+) -> None:
+    from redis.cluster import RedisCluster
+
+    from conversation_expiry.redis import RedisStore
+    from conversation_expiry.redis._scripts import key_names
+
+    namespace = "from-url-cluster"
+    node = _not_owning(redis_cluster, key_names(namespace)[0])
+    store = RedisStore.from_url(node.url, namespace=namespace)
+    try:
+        assert isinstance(store._client, RedisCluster)
+        pool = store._client.get_default_node().redis_connection.connection_pool
+        assert pool.connection_kwargs["socket_timeout"] == 2.0  # the defaults carried over
+        store.bind(Policy(ttl=TTL), clock)
+        store.register("a", None, None)
+        assert store.touch("a", True).id == "a" and store.count() == 1
+        clock.advance(TTL + 1)
+        sweep = store.claim(10)
+        assert [s.id for s in sweep.departures.states] == ["a"]
+        store.ack(sweep.departures)
+    finally:
+        store.close()
+    forced = RedisStore.from_url(node.url, namespace=namespace, cluster=True)
+    assert isinstance(forced._client, RedisCluster)
+    forced.close()
+
+
+def test_from_url_forced_plain_on_a_cluster_node_gets_moved(
+    redis_cluster: Any, clock: ManualClock
+) -> None:
+    from conversation_expiry.redis import RedisStore
+    from conversation_expiry.redis._scripts import key_names
+
+    namespace = "from-url-plain"
+    node = _not_owning(redis_cluster, key_names(namespace)[0])
+    store = RedisStore.from_url(node.url, namespace=namespace, cluster=False)
+    try:
+        assert not isinstance(store._client, redis.cluster.RedisCluster)
+        with pytest.raises(redis.exceptions.MovedError):
+            store.count()  # what detection is there for
+    finally:
+        store.close()

@@ -294,6 +294,24 @@ def test_from_url(redis_server: Any) -> None:
     custom = RedisStore.from_url(redis_server.url, socket_timeout=0.5)
     assert custom._client.connection_pool.connection_kwargs["socket_timeout"] == 0.5
     custom.close()
+    plain = RedisStore.from_url(redis_server.url, cluster=False)  # asks nothing
+    assert type(plain._client) is type(store._client)
+    plain.close()
+    with pytest.raises(TypeError, match="cluster"):
+        RedisStore.from_url(redis_server.url, cluster="yes")  # type: ignore[arg-type]
+
+
+def test_from_url_of_an_unreachable_server() -> None:
+    from redis_servers import free_port
+
+    from conversation_expiry import StoreUnavailableError
+    from conversation_expiry.redis import RedisStore
+
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    with pytest.raises(StoreUnavailableError, match="cluster=False"):
+        RedisStore.from_url(url, socket_connect_timeout=0.2, retry=None)
+    store = RedisStore.from_url(url, cluster=False)  # connects at its first call
+    store.close()
 
 
 def test_operator_helpers(store: Any, clock: ManualClock) -> None:

@@ -85,20 +85,59 @@ def fail(exc: Exception, namespace: str | None = None) -> NoReturn:
     raise exc
 
 
-def client_from_url(url: object, kwargs: dict[str, Any]) -> redis.Redis:
+def client_from_url(url: object, kwargs: dict[str, Any], cluster: object = None) -> Any:
+    """A client for ``url`` with the defaults, ``kwargs`` over them: a ``RedisCluster`` when
+    ``cluster`` is True, or is None and the server says it is a Cluster node."""
     if not isinstance(url, str):
         raise TypeError(f"url must be a str, got {type(url).__name__}: {url!r:.80}")
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, got {url!r:.80}")
+    if cluster is not None and not isinstance(cluster, bool):
+        raise TypeError(f"cluster must be None, True or False, got {cluster!r:.80}")
     options = dict(DEFAULTS)
     options["retry"] = Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), _RETRIES)
     if not url.startswith("unix://"):
         options["socket_keepalive"] = True  # (a unix socket connection takes no such option)
     options.update(kwargs)
     try:
-        return redis.Redis.from_url(url, **options)
+        if cluster:
+            return _cluster_client(url, options)
+        client = redis.Redis.from_url(url, **options)
     except ValueError as exc:
         raise ValueError(f"url is not a valid Redis URL ({exc}): {url!r:.80}") from None
+    if cluster is None and not url.startswith("unix://") and _cluster_node(client):
+        client.close()
+        return _cluster_client(url, options)
+    return client
+
+
+def _cluster_node(client: redis.Redis) -> bool:
+    """Whether the server is a Redis Cluster node (``INFO cluster``): a namespace lives in one
+    slot, on one node, and a plain client on any other node would get MOVED for every call."""
+    try:
+        return bool(client.info("cluster").get("cluster_enabled"))
+    except rx.ResponseError:
+        return False  # INFO refused (a managed Redis): no cluster a client could route for
+    except CLIENT_ERRORS as exc:
+        client.close()
+        try:
+            fail(exc)
+        except StoreUnavailableError as unavailable:
+            raise StoreUnavailableError(
+                f"{unavailable} (asking whether the server is a Redis Cluster node; pass "
+                "cluster=True or cluster=False to make the client without asking)"
+            ) from exc
+
+
+def _cluster_client(url: str, options: dict[str, Any]) -> Any:
+    from redis.cluster import RedisCluster
+
+    # RedisCluster takes no health checks (it drops the option); the rest carries over.
+    options = {k: v for k, v in options.items() if k != "health_check_interval"}
+    try:
+        return RedisCluster.from_url(url, **options)
+    except CLIENT_ERRORS as exc:  # it connects at once, to learn which node owns which slots
+        fail(exc)
 
 
 def check_client(client: object) -> None:

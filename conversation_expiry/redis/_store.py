@@ -112,13 +112,21 @@ class RedisStore(OperatorViews):
         *,
         namespace: str = "conversation-expiry",
         lease: float = 30.0,
+        cluster: bool | None = None,
         **client_kwargs: Any,
     ) -> RedisStore:
         """A store on a new client for ``url``; ``client_kwargs`` override the defaults
-        (2 s socket timeouts, 3 retries with jittered exponential backoff, health checks)."""
+        (2 s socket timeouts, 3 retries with jittered exponential backoff, health checks).
+
+        ``cluster``: True makes a ``redis.cluster.RedisCluster`` (any node's URL will do), False
+        a plain client; None asks the server once (``INFO cluster``), so that a ``STORE`` URL
+        naming a Cluster node works whichever node owns the namespace's slot. Asking connects:
+        an unreachable server raises StoreUnavailableError here (a RedisCluster connects at
+        once anyway); False makes a client that connects at its first call.
+        """
         _check_namespace(namespace)
         to_seconds("lease", lease)
-        store = cls(client_from_url(url, client_kwargs), namespace=namespace, lease=lease)
+        store = cls(client_from_url(url, client_kwargs, cluster), namespace=namespace, lease=lease)
         store._owns_client = True
         return store
 
