@@ -38,10 +38,6 @@ NEXT_DEADLINES = 10
 _TTL = 60.0
 _INTERVAL = 60.0
 
-# Counters of stats() about the calling process, not the namespace: a command's own process has
-# no claims, so showing them would only mislead.
-_PROCESS_LOCAL = frozenset({"outstanding"})
-
 _UTC = timezone.utc
 OnExpire = Callable[..., object]
 
@@ -141,8 +137,7 @@ def main(argv: list[str]) -> int:
 
 def _stats(args: argparse.Namespace, out: TextIO) -> int:
     with _connected(args) as (store, _manager):
-        counters = {k: v for k, v in _call(args, store.stats).items()
-                    if k not in _PROCESS_LOCAL}
+        counters = _call(args, store.stats)
         deadlines = _call(args, lambda: store.next_deadlines(NEXT_DEADLINES))
     upcoming = [{"id": cid, "expires_at": rfc3339(at)} for cid, at in deadlines]
     if args.json:

@@ -324,6 +324,11 @@ def test_operator_helpers(store: Any, clock: ManualClock) -> None:
     }  # fmt: skip
     clock.advance(15)
     assert store.stats()["live"] == 2 and store.stats()["due"] == 1
+    sweep = store.claim(10)
+    stats = store.stats()  # the namespace's counts only; this process's claims apart
+    assert stats["claimed"] == 1 and store.outstanding == 1 and "outstanding" not in stats
+    store.ack(sweep.departures)
+    assert store.outstanding == 0 and store.stats()["claimed"] == 0
 
 
 def test_from_url_unix_socket(tmp_path: Any) -> None:

@@ -27,8 +27,12 @@ class OperatorViews:
     _run: Callable[..., Any]
 
     def stats(self) -> dict[str, int]:
-        """Counts of the namespace: live, due (past due, not yet claimed), claimed, dead,
-        late_acks and takeovers (of every process), outstanding (this process's claims)."""
+        """Counts of the whole namespace, every process's: live, due (past due, not yet
+        claimed), claimed, dead, late_acks and takeovers.
+
+        Only what Redis holds, so any process (an operator's command) reads the same; this
+        process's own claims are :attr:`outstanding`.
+        """
         live, due, claimed, dead, late, takeovers, _now = self._run(self._scripts.stats, [])
         return {
             "live": int(live),
@@ -37,8 +41,12 @@ class OperatorViews:
             "dead": int(dead),
             "late_acks": int(late),
             "takeovers": int(takeovers),
-            "outstanding": self._keeper.outstanding,
         }
+
+    @property
+    def outstanding(self) -> int:
+        """This process's claims not yet acknowledged (its lease keeper renews them)."""
+        return self._keeper.outstanding
 
     def next_deadlines(self, n: int) -> list[tuple[str, datetime]]:
         """The ``n`` live conversations nearest their deadlines, nearest first."""
