@@ -229,3 +229,33 @@ def test_a_stream_trimmed_past_the_cursor_is_reconciled(
     other.ack(pending)
     assert holder.left_elsewhere() == [("claimed", incs["claimed"], ExpiryReason.ENDED)]
     assert len(holder._held) == 1  # "kept" is still live
+
+
+def test_a_claim_takes_at_most_one_bounded_batch(
+    redis_store: Callable[..., Any], clock: ManualClock
+) -> None:
+    from conversation_expiry import ConversationExpiryManager
+    from conversation_expiry._manager import SWEEP_BATCH
+    from conversation_expiry.redis._store import CLAIM_BATCH
+
+    assert CLAIM_BATCH < SWEEP_BATCH  # the manager asks for more than one script claims
+    store = redis_store()
+    expired: list[str] = []
+    manager = ConversationExpiryManager(
+        TTL, 3600, store=store, clock=clock, autostart=False,
+        on_expire=lambda state, _reason: expired.append(state.id),
+    )  # fmt: skip
+    try:
+        ids = [f"c{n}" for n in range(CLAIM_BATCH * 2 + 7)]
+        for cid in ids:
+            manager.register_conversation(cid)
+        clock.advance(TTL + 1)
+        sweep = store.claim(SWEEP_BATCH)
+        assert len(sweep.departures.states) == CLAIM_BATCH and sweep.more
+        store.ack(sweep.departures)
+        first = {s.id for s in sweep.departures.states}
+        rest = manager.cleanup_expired()  # the manager sweeps on while the store says more
+        assert len(rest) == len(ids) - CLAIM_BATCH and set(rest) | first == set(ids)
+        assert sorted(expired) == sorted(rest) and len(manager) == 0
+    finally:
+        manager.stop()

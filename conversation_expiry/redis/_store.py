@@ -40,6 +40,11 @@ __all__ = ["RedisStore"]
 logger = logging.getLogger("conversation_expiry")
 
 _ACK_CHUNK = 1000
+# Conversations per claim script, whatever the manager asks (it sweeps on while more=True): a
+# claim costs ~7 us of server time per conversation, and no script may stall the server's other
+# clients for 5 ms. 256 took 1.8 ms (median) and up to 4 ms on an idle 2-core host; 128 takes
+# 1.0 ms, up to 2.2 ms, at the same sweep rate.
+CLAIM_BATCH = 128
 _NOW = b""  # the time argument that means "the server's TIME"
 _LIMIT_US = 2**53  # microseconds: Lua's numbers are exact below (the year 2255)
 
@@ -278,7 +283,9 @@ class RedisStore(OperatorViews):
         return self._departures(blobs, now)
 
     def claim(self, limit: int) -> Sweep:
-        now, more, next_warning, blobs, warned, dead = self._run(self._scripts.claim, [limit])
+        now, more, next_warning, blobs, warned, dead = self._run(
+            self._scripts.claim, [min(limit, CLAIM_BATCH)]
+        )
         deps = self._departures(blobs, now)
         warned_states = [
             live_state(decode_id(warned[n]), warned[n + 1]) for n in range(0, len(warned), 2)
