@@ -15,7 +15,8 @@ Wait 30 seconds: the log (stderr) says alice's conversation expired and its hist
 and the next message starts a fresh one (``"new": true``). A bad id (``-H 'X-Conversation-ID:
 a b'``) gets 400 with a JSON body. Environment variables set the expiry without editing code:
 ``CHAT_TTL`` (seconds, default 30), ``CHAT_CLEANUP_INTERVAL`` (5), ``CHAT_MAX_CONVERSATIONS``
-(1000 per process), ``CHAT_STORE`` (a ``redis://`` URL to share conversations between workers).
+(1000 per process), ``CHAT_STORE`` (a ``redis://`` URL to share conversations between workers)
+and ``CHAT_NAMESPACE`` (its key namespace).
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def settings_from_env(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
     }
     if env.get("CHAT_STORE"):
         config["CONVERSATION_EXPIRY_STORE"] = env["CHAT_STORE"]
+    if env.get("CHAT_NAMESPACE"):
+        config["CONVERSATION_EXPIRY_NAMESPACE"] = env["CHAT_NAMESPACE"]
     return config
 
 

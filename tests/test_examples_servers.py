@@ -39,10 +39,10 @@ def free_port() -> int:
         return port
 
 
-def gunicorn(app_dir: Path, target: str, port: int) -> list[str]:
+def gunicorn(app_dir: Path, target: str, port: int, workers: int = 1) -> list[str]:
     import gunicorn.config
 
-    command = [sys.executable, "-m", "gunicorn", "--chdir", str(app_dir), "--workers", "1",
+    command = [sys.executable, "-m", "gunicorn", "--chdir", str(app_dir), "--workers", str(workers),
                "--threads", "4", "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "10"]
     if "control_socket_disable" in gunicorn.config.Config().settings:
         command.append("--no-control-socket")  # gunicorn 25+: no socket in $HOME per test run
@@ -143,14 +143,14 @@ def serve(tmp_path: Path) -> Iterator[Any]:
             server.stop()
 
 
-def flask_gunicorn(serve: Any, **env: str) -> Server:
+def flask_gunicorn(serve: Any, workers: int = 1, **env: str) -> Server:
     port = free_port()
-    return serve(gunicorn(EXAMPLES, "flask_app:app", port), port, **{**FAST, **env})
+    return serve(gunicorn(EXAMPLES, "flask_app:app", port, workers), port, **{**FAST, **env})
 
 
-def django_gunicorn(serve: Any, **env: str) -> Server:
+def django_gunicorn(serve: Any, workers: int = 1, **env: str) -> Server:
     port = free_port()
-    return serve(gunicorn(EXAMPLES / "django_project", "chatsite.wsgi", port), port,
+    return serve(gunicorn(EXAMPLES / "django_project", "chatsite.wsgi", port, workers), port,
                  **{**FAST, **env})
 
 
@@ -167,6 +167,20 @@ def test_gunicorn_serves_the_chat(serve: Any, start_example: Any) -> None:
     second = server.post("/chat", "alice")
     assert (first[0], first[1]["new"], first[1]["turn"]) == (200, True, 1)
     assert (second[0], second[1]["new"], second[1]["turn"]) == (200, False, 2)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("start_example", EXAMPLE_SERVERS)
+def test_workers_sharing_a_redis_store_start_a_conversation_once(
+    serve: Any, start_example: Any, redis_server: Any
+) -> None:
+    namespace = f"example-{os.getpid()}-{free_port()}"
+    server = start_example(
+        serve, workers=3, CHAT_TTL="60", CHAT_STORE=redis_server.url, CHAT_NAMESPACE=namespace
+    )
+    replies = [server.post("/chat", "alice") for _ in range(30)]  # spread over the workers
+    assert all(status == 200 for status, _ in replies)
+    assert [body["new"] for _, body in replies].count(True) == 1
 
 
 @pytest.mark.parametrize(

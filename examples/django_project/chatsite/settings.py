@@ -1,8 +1,9 @@
 """Settings of the example project: no database, the conversation expiry app and middleware.
 
 ``CHAT_TTL`` (seconds, default 30), ``CHAT_CLEANUP_INTERVAL`` (5), ``CHAT_MAX_CONVERSATIONS``
-(1000 per process) and ``CHAT_STORE`` (a ``redis://`` URL shared by all workers) come from the
-environment, so a short TTL needs no settings module of its own.
+(1000 per process), ``CHAT_STORE`` (a ``redis://`` URL shared by all workers) and
+``CHAT_NAMESPACE`` (its key namespace) come from the environment, so a short TTL needs no
+settings module of its own.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ CONVERSATION_EXPIRY: dict[str, object] = {
 }
 if os.environ.get("CHAT_STORE"):
     CONVERSATION_EXPIRY["STORE"] = os.environ["CHAT_STORE"]
+if os.environ.get("CHAT_NAMESPACE"):
+    CONVERSATION_EXPIRY["NAMESPACE"] = os.environ["CHAT_NAMESPACE"]
 
 LOGGING = {
     "version": 1,
