@@ -13,6 +13,8 @@ import struct
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 
+from .._clock import Clock, WallOffset, reader
+from .._errors import ClockError
 from .._state import ConversationState, ExpiryReason
 from .._store import Departures, new_state
 
@@ -20,6 +22,7 @@ __all__ = [
     "REASONS",
     "Claim",
     "Claimed",
+    "DrivenTime",
     "decode_claimed",
     "decode_id",
     "departures",
@@ -159,3 +162,37 @@ def departures(blobs: list[bytes], now: bytes | str) -> tuple[Departures, list[i
             held.append(inc)
     claim = Claim(incs) if incs else None
     return Departures(states, reasons, tokens, float(now) / 1e6, claim), held
+
+
+_LIMIT_US = 2**53  # microseconds: Lua's numbers are exact below (the year 2255)
+
+
+class DrivenTime:
+    """The time argument of the scripts from a manager's clock (one that is not a SystemClock,
+    a ManualClock in tests): POSIX microseconds as text."""
+
+    __slots__ = ("_offset", "_offset_us", "_read")
+
+    def __init__(self, clock: Clock) -> None:
+        self._read = reader(clock)
+        self._offset: object = None
+        self._offset_us = 0
+
+    def __call__(self) -> bytes:
+        mono, offset = self._read()
+        try:
+            if type(offset) is WallOffset:
+                if offset is not self._offset:
+                    self._offset = offset
+                    self._offset_us = us_of(offset.base)
+                us = self._offset_us + round((mono - offset.mono) * 1e6)
+            else:
+                us = round((mono + offset) * 1e6)
+        except (TypeError, ValueError, OverflowError):
+            us = None
+        if us is None or isinstance(mono, bool) or not 0 < us < _LIMIT_US:
+            raise ClockError(
+                f"the clock gave a reading that is not a finite number of seconds: "
+                f"{mono!r:.60}, offset {offset!r:.60}"
+            )
+        return str(us).encode()

@@ -16,7 +16,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
-__all__ = ["HOT", "NAMES", "Script", "Scripts", "key_names", "parts", "source"]
+__all__ = ["HOT", "NAMES", "Script", "Scripts", "check_namespace", "key_names", "parts", "source"]
 
 NAMES = (
     "start", "touch", "read", "count", "hold", "end", "claim", "ack", "renew", "gone",
@@ -60,6 +60,23 @@ def source(name: str) -> str:
     """The full text of one script."""
     included: set[str] = set()
     return _expand("lib_keys", included) + "\n" + _expand(name, included)
+
+
+def check_namespace(namespace: object) -> str:
+    """``namespace`` if it can be a hash tag (a non-empty str without braces), else raise."""
+    if not isinstance(namespace, str):
+        raise TypeError(
+            f"namespace must be a str, got {type(namespace).__name__}: {namespace!r:.80}"
+        )
+    if not namespace or "{" in namespace or "}" in namespace:
+        raise ValueError(
+            f"namespace must be a non-empty str without '{{' or '}}', got {namespace!r:.80}"
+        )
+    try:
+        namespace.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"namespace must be encodable as UTF-8, got {namespace!r:.80}") from None
+    return namespace
 
 
 def key_names(namespace: str) -> tuple[bytes, list[bytes]]:

@@ -14,12 +14,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
-from .._clock import Clock, SystemClock, WallOffset, reader
+from .._clock import Clock, SystemClock
 from .._errors import (
-    ClockError,
     ConversationExpiredError,
     ConversationNotFoundError,
     StoreUnavailableError,
@@ -29,11 +27,11 @@ from .._store import Departures, Policy, Sweep
 from .._validation import to_seconds
 from . import _codec
 from ._client import CLIENT_ERRORS, check_client, client_from_url, fail, warn_if_evictable
-from ._codec import Claim, decode_id, encode_id, live_state, to_us
+from ._codec import Claim, DrivenTime, decode_id, encode_id, live_state, to_us
 from ._events import Held
 from ._lease import LeaseKeeper, track_store
 from ._ops import OperatorViews
-from ._scripts import Script, Scripts, key_names
+from ._scripts import Script, Scripts, check_namespace, key_names
 
 __all__ = ["RedisStore"]
 
@@ -46,23 +44,6 @@ _ACK_CHUNK = 1000
 # 1.0 ms, up to 2.2 ms, at the same sweep rate.
 CLAIM_BATCH = 128
 _NOW = b""  # the time argument that means "the server's TIME"
-_LIMIT_US = 2**53  # microseconds: Lua's numbers are exact below (the year 2255)
-
-
-def _check_namespace(namespace: object) -> str:
-    if not isinstance(namespace, str):
-        raise TypeError(
-            f"namespace must be a str, got {type(namespace).__name__}: {namespace!r:.80}"
-        )
-    if not namespace or "{" in namespace or "}" in namespace:
-        raise ValueError(
-            f"namespace must be a non-empty str without '{{' or '}}', got {namespace!r:.80}"
-        )
-    try:
-        namespace.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError(f"namespace must be encodable as UTF-8, got {namespace!r:.80}") from None
-    return namespace
 
 
 class RedisStore(OperatorViews):
@@ -80,7 +61,7 @@ class RedisStore(OperatorViews):
         self, client: Any, *, namespace: str = "conversation-expiry", lease: float = 30.0
     ) -> None:
         check_client(client)
-        self.namespace = _check_namespace(namespace)
+        self.namespace = check_namespace(namespace)
         self.lease = to_seconds("lease", lease)
         self.prefix, keys = key_names(self.namespace)
         self.keys: list[bytes] = keys
@@ -97,10 +78,8 @@ class RedisStore(OperatorViews):
         self._touch_head = self._heads[self._scripts.touch]
         self._touch_run = self._scripts.touch.run
         self._lease_us = str(to_us(self.lease)).encode()
-        self._read: Callable[[], tuple[float, float]] | None = None
+        self._driven: DrivenTime | None = None  # a manager's clock that is not a SystemClock
         self._policy: list[bytes] | None = None
-        self._offset_obj: object = None
-        self._offset_us = 0
         self._held = Held()
         self._unacked: list[Claim] = []
         self.late_acks = 0  # acknowledgements of this process that came after a takeover
@@ -129,7 +108,7 @@ class RedisStore(OperatorViews):
         an unreachable server raises StoreUnavailableError here (a RedisCluster connects at
         once anyway); False makes a client that connects at its first call.
         """
-        _check_namespace(namespace)
+        check_namespace(namespace)
         to_seconds("lease", lease)
         store = cls(client_from_url(url, client_kwargs, cluster), namespace=namespace, lease=lease)
         store._owns_client = True
@@ -152,33 +131,14 @@ class RedisStore(OperatorViews):
         self._held.reset_after_fork()
 
     def _now_arg(self) -> bytes:
-        read = self._read
-        if read is None:
-            return _NOW
-        mono, offset = read()
-        try:
-            if type(offset) is WallOffset:
-                if offset is not self._offset_obj:
-                    self._offset_obj = offset
-                    self._offset_us = _codec.us_of(offset.base)
-                us = self._offset_us + round((mono - offset.mono) * 1e6)
-            else:
-                us = round((mono + offset) * 1e6)
-        except (TypeError, ValueError, OverflowError):
-            us = None
-        if us is None or isinstance(mono, bool) or not 0 < us < _LIMIT_US:
-            raise ClockError(
-                f"the clock gave a reading that is not a finite number of seconds: "
-                f"{mono!r:.60}, offset {offset!r:.60}"
-            )
-        return str(us).encode()
+        return _NOW if self._driven is None else self._driven()
 
     def _run(self, script: Script, args: list[Any], request: bool = False) -> Any:
         """One script with every key and (time, owner, lease, *args)."""
         keys = self.keys
         if request:  # a key for the reply, so a retried request gets the first one
             keys = [*keys, self.prefix + b"r:" + self.owner + b":%d" % next(self._requests)]
-        now = _NOW if self._read is None else self._now_arg()
+        now = _NOW if self._driven is None else self._driven()
         try:
             return script.run(
                 "EVALSHA", script.sha, len(keys), *keys, now, self.owner, self._lease_us, *args
@@ -188,7 +148,7 @@ class RedisStore(OperatorViews):
 
     def _hot(self, script: Script, *args: bytes) -> Any:
         """One of the request path's scripts: four keys, then (time, *args)."""
-        now = _NOW if self._read is None else self._now_arg()
+        now = _NOW if self._driven is None else self._driven()
         try:
             return script.run(*self._heads[script], now, *args)
         except CLIENT_ERRORS as exc:
@@ -219,7 +179,7 @@ class RedisStore(OperatorViews):
             str(policy.max_conversations or 0).encode(),
         ]
         if not isinstance(clock, SystemClock):
-            self._read = reader(clock)  # a ManualClock (tests) drives the store's time
+            self._driven = DrivenTime(clock)  # a ManualClock (tests) drives the store's time
         # A namespace on the other kind of time is refused here rather than at first use (if
         # Redis is down now, every script checks it again).
         with contextlib.suppress(StoreUnavailableError):
@@ -244,7 +204,7 @@ class RedisStore(OperatorViews):
 
     def touch(self, cid: str, extend: bool) -> ConversationState:
         # Written out (no _hot): this is update_activity, the call an application makes most.
-        now = _NOW if self._read is None else self._now_arg()
+        now = _NOW if self._driven is None else self._driven()
         try:
             reply = self._touch_run(
                 *self._touch_head, now, cid.encode("utf-8", "surrogatepass"),
