@@ -3,10 +3,11 @@
 --
 -- M 'hw' is a time calls acted on. A call decides on max(its reading, hw), so a server clock
 -- stepped back or a failover to a lagging replica delays expiry, never hastens it. Calls that
--- start, claim, end or renew record their time. The request path writes no mark: a read
--- records its time only when it saw something past due (so that no reading from before can
--- see it live again), and a touch keeps its time in the record it changes, whose last activity
--- only moves forward; nothing it decided can be undone by an earlier reading.
+-- start, claim, end, hold or renew record their time. Reads and touches, the calls made most,
+-- write no mark while what they see is live: they record their time only when they saw
+-- something past due (so that no reading from before can see it live again), and a touch
+-- keeps its time in the record it changes, whose last activity only moves forward; nothing
+-- they decided can be undone by an earlier reading.
 --
 -- M 'time' is the kind of time that decides in the namespace: 'server' (TIME) or 'driven' (a
 -- manager's own clock, a ManualClock in tests, as ARGV[1]). The two have nothing in common: a
