@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import timedelta
@@ -14,10 +13,11 @@ from typing import Any
 from . import _fork
 from ._callbacks import Callbacks, OnExpire, OnWarning
 from ._clock import Clock, SystemClock
+from ._held import HeldCleanups
 from ._memory import MemoryStore
 from ._settings import check_conversation_ttl, check_options, check_seam, meaningful_predicate
 from ._state import ConversationState, ExpiryReason, encode_metadata
-from ._store import STORE_METHODS, Cleanup, ConversationStore, Departures
+from ._store import STORE_METHODS, ConversationStore, Departures
 from ._telemetry import Telemetry, rfc3339
 from ._validation import check_id, to_seconds
 from ._worker import CleanupThread
@@ -92,11 +92,7 @@ class ConversationExpiryManager:
         self._store: ConversationStore = store_
         self._owns_store = store is None
         self._touch = store_.touch
-        # Cleanups attached in this process, by (id, incarnation). The lock spans a store's
-        # hold() and the append, so a departure claimed after hold() always finds the callable.
-        self._held: dict[tuple[str, int], list[Cleanup]] = {}
-        self._held_lock = threading.Lock()
-        _fork.renew_after_fork(self, _held_lock=threading.Lock)
+        self._held = HeldCleanups()
         self._telemetry = Telemetry(self, tracer_provider, meter_provider)
         self._callbacks = Callbacks(on_expire, on_warning, self._telemetry)
         self._worker = CleanupThread(self._background_sweep, interval, thread_name)
@@ -216,9 +212,7 @@ class ConversationExpiryManager:
         cid = check_id(conversation_id)
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {fn!r:.80}")
-        with self._held_lock:
-            token = self._store.hold(cid)
-            self._held.setdefault((cid, token), []).append(fn)
+        self._held.attach(self._store, cid, fn)
 
     def __len__(self) -> int:
         return self._store.count()
@@ -233,14 +227,8 @@ class ConversationExpiryManager:
     def _finish(self, departures: Departures) -> None:
         """Run what must run for claimed conversations, then acknowledge them to the store."""
         try:
-            cleanups: dict[str, list[Cleanup]] = {}
-            if departures.tokens:  # some were held: take this process's callables
-                with self._held_lock:
-                    pop = self._held.pop
-                    for cid, token in departures.tokens.items():
-                        fns = pop((cid, token), None)
-                        if fns:
-                            cleanups[cid] = fns
+            # Some were held (here or elsewhere): take this process's callables for them.
+            cleanups = self._held.take(departures.tokens) if departures.tokens else {}
             self._callbacks.finish(departures, cleanups)
         finally:
             self._store.ack(departures)
@@ -248,15 +236,8 @@ class ConversationExpiryManager:
     def _finish_elsewhere(self) -> None:
         """Run this process's cleanups of held conversations that left in another process."""
         left = self._store.left_elsewhere()
-        if not left:
-            return
-        runs: list[tuple[str, ExpiryReason, list[Cleanup]]] = []
-        with self._held_lock:
-            for cid, token, reason in left:
-                fns = self._held.pop((cid, token), None)
-                if fns:
-                    runs.append((cid, reason, fns))
-        self._callbacks.finish_local(runs)
+        if left:
+            self._callbacks.finish_local(self._held.take_left(left))
 
     # -- sweeping -----------------------------------------------------------------------------
 
@@ -286,7 +267,7 @@ class ConversationExpiryManager:
                     self._callbacks.warn(sweep.warned)
                 # stop() returns within about one batch's callables: the rest wait for
                 # stop(cleanup_remaining=True) or the next process that sweeps.
-                if not sweep.more or (stoppable and worker.stopped):
+                if not sweep.more or (stoppable and worker.stopping):
                     break
             if self.warning_before is not None:
                 wait = self.cleanup_interval
@@ -328,19 +309,13 @@ class ConversationExpiryManager:
                     if not removed.states:
                         break
                     self._finish(removed)
-                self._release_held()
+                # With a shared store the conversations stay for the other processes, but what
+                # this process holds is released.
+                self._callbacks.finish_local(self._held.take_all(ExpiryReason.SHUTDOWN))
         finally:
             self._callbacks.faults.flush()
             if self._owns_store:
                 self._store.close()
-
-    def _release_held(self) -> None:
-        """Run the cleanups this process still holds (SHUTDOWN): with a shared store, its
-        conversations stay for the other processes, but what this process holds is released."""
-        with self._held_lock:
-            held, self._held = self._held, {}
-        shutdown = ExpiryReason.SHUTDOWN
-        self._callbacks.finish_local([(cid, shutdown, fns) for (cid, _), fns in held.items()])
 
     @property
     def running(self) -> bool:

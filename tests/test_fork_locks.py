@@ -219,7 +219,7 @@ def test_child_adds_a_cleanup_while_the_parent_held_the_held_cleanups_lock(manag
         m.end_conversation("a")
         return f"ok {ran}"
 
-    with held(m._held_lock):
+    with held(m._held._lock):
         assert in_child(child) == "ok ['a']"
 
 
