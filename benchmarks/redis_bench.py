@@ -55,6 +55,8 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: import from the repository root instead
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
+from benchmarks.report import Verdict
+
 TRIVIAL_SCRIPT = "return 1"
 SLOW_US = 5_000  # no command of a sweep may run longer
 # SLOWLOG logs every command while a sweep runs (also those that scripts run), so the report
@@ -403,16 +405,6 @@ def _command_name(command: bytes | str, names: dict[str, str]) -> str:
 
 
 # -- report -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Verdict:
-    passed: bool
-    target: str
-    detail: str
-
-    def line(self) -> str:
-        return f"{'PASS' if self.passed else 'FAIL'}  {self.target}: {self.detail}"
 
 
 def verdicts(fig: Figures) -> list[Verdict]:
