@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from support import START, TTL, WAIT, Events, Recorder
 
-from conversation_expiry import ConversationExpiryManager, ManualClock
+from conversation_expiry import ConversationExpiryManager, ManualClock, MemoryStore
 
 pytest_plugins = ["redis_servers"]
 
@@ -113,3 +115,19 @@ def make(
     yield factory
     for m in made:
         m.stop(timeout=WAIT)
+
+
+@pytest.fixture
+def redis_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    """Stands in for conversation_expiry.redis; records RedisStore.from_url's arguments."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    class RedisStore:
+        @classmethod
+        def from_url(cls, url: str, **kwargs: Any) -> MemoryStore:
+            calls.append((url, kwargs))
+            return MemoryStore()
+
+    stub = SimpleNamespace(RedisStore=RedisStore)
+    monkeypatch.setitem(sys.modules, "conversation_expiry.redis", stub)
+    return calls

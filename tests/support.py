@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import select
+import signal
 import threading
+import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
+
+import pytest
 
 from conversation_expiry import ConversationState, ExpiryReason
 
@@ -84,3 +91,41 @@ def leave_all(m: Any, ids: Any) -> None:
     if m.store.shared:
         for cid in ids:
             m.end_conversation(cid)
+
+
+CHILD_TIMEOUT = 20.0  # seconds a forked child has to report before it counts as hung
+
+
+def in_child(body: Callable[[], str]) -> str:
+    """Fork; the child runs ``body`` and exits 0 with its result, or 1 if it raised."""
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # "multi-threaded fork" (3.12+)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child, whose coverage is not collected
+        code, message = 1, "no result"
+        try:
+            os.close(read_end)
+            message, code = body(), 0
+        except BaseException as exc:
+            message = f"child raised {exc!r}"
+        finally:
+            os.write(write_end, message.encode()[:512])
+            os._exit(code)
+    os.close(write_end)
+    try:
+        deadline = time.monotonic() + CHILD_TIMEOUT
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pytest.fail(f"the child did not finish in {CHILD_TIMEOUT}s: deadlock after fork")
+            select.select([read_end], [], [], 0.05)  # a bounded wait for the child's report
+        message = os.read(read_end, 4096).decode()
+    finally:
+        os.close(read_end)
+    assert os.waitstatus_to_exitcode(status) == 0, message
+    return message

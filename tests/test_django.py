@@ -10,7 +10,6 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import django  # type: ignore[import-untyped]
@@ -249,20 +248,11 @@ def test_bad_id_on_an_unresolved_url_is_a_404(manager: ConversationExpiryManager
 
 
 def test_store_setting_takes_a_redis_url(
-    configure: Callable[..., ConversationExpiryManager], monkeypatch: pytest.MonkeyPatch
+    configure: Callable[..., ConversationExpiryManager],
+    redis_calls: list[tuple[str, dict[str, Any]]],
 ) -> None:
-    calls: list[tuple[str, str]] = []
-
-    class RedisStore:
-        @staticmethod
-        def from_url(url: str, *, namespace: str) -> MemoryStore:
-            calls.append((url, namespace))
-            return MemoryStore()
-
-    stub = SimpleNamespace(RedisStore=RedisStore)
-    monkeypatch.setitem(sys.modules, "conversation_expiry.redis", stub)
     configure(STORE="rediss://cache:6380/0")
-    assert calls == [("rediss://cache:6380/0", "conversation-expiry")]
+    assert redis_calls == [("rediss://cache:6380/0", {"namespace": "conversation-expiry"})]
 
 
 def test_store_setting_takes_a_store_object(

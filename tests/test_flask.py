@@ -13,7 +13,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -242,20 +241,10 @@ def test_bad_id_on_an_unknown_route_is_a_404(app: Flask) -> None:
 
 
 def test_store_setting_takes_a_redis_url(
-    make: Callable[..., Flask], monkeypatch: pytest.MonkeyPatch
+    make: Callable[..., Flask], redis_calls: list[tuple[str, dict[str, Any]]]
 ) -> None:
-    calls: list[tuple[str, str]] = []
-
-    class RedisStore:
-        @staticmethod
-        def from_url(url: str, *, namespace: str) -> MemoryStore:
-            calls.append((url, namespace))
-            return MemoryStore()
-
-    stub = SimpleNamespace(RedisStore=RedisStore)
-    monkeypatch.setitem(sys.modules, "conversation_expiry.redis", stub)
     make(CONVERSATION_EXPIRY_STORE="redis://cache:6379/0", CONVERSATION_EXPIRY_NAMESPACE="chat")
-    assert calls == [("redis://cache:6379/0", "chat")]
+    assert redis_calls == [("redis://cache:6379/0", {"namespace": "chat"})]
 
 
 def test_store_setting_takes_a_store_object(make: Callable[..., Flask], clock: ManualClock) -> None:

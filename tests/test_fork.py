@@ -3,46 +3,16 @@
 from __future__ import annotations
 
 import os
-import select
 import threading
 import time
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
+from support import in_child
 
 from conversation_expiry import ConversationExpiryManager, ExpiryReason, ManualClock
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-
-CHILD_TIMEOUT = 20.0
-
-
-def run_in_child(body: Callable[[], str]) -> str:
-    """Fork; the child runs ``body`` and reports its result; a hang fails instead of blocking."""
-    read_end, write_end = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # "multi-threaded fork" (3.12+)
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child, whose coverage is not collected
-        os.close(read_end)
-        try:
-            result = body()
-        except BaseException as exc:
-            result = f"child raised {exc!r}"
-        os.write(write_end, result.encode())
-        os._exit(0)
-    os.close(write_end)
-    try:
-        ready, _, _ = select.select([read_end], [], [], CHILD_TIMEOUT)
-        if not ready:
-            os.kill(pid, 9)
-            pytest.fail("the child hung (deadlock after fork?)")
-        return os.read(read_end, 4096).decode()
-    finally:
-        os.close(read_end)
-        os.waitpid(pid, 0)
-
 
 @pytest.fixture
 def clock() -> ManualClock:
@@ -79,14 +49,14 @@ def test_child_restarts_the_cleanup_thread_and_expires(
             return f"no expiry in the child; running={manager.running}"
         return f"ok running={manager.running} left={len(manager)}"
 
-    assert run_in_child(child) == "ok running=True left=0"
+    assert in_child(child) == "ok running=True left=0"
 
 
 def test_parent_keeps_its_thread_and_its_conversations_after_a_fork(
     manager: ConversationExpiryManager,
 ) -> None:
     manager.register_conversation("a")
-    run_in_child(lambda: "done")
+    in_child(lambda: "done")
     assert manager.running
     assert "a" in manager
     assert manager.update_activity("a").id == "a"
@@ -115,7 +85,7 @@ def test_child_does_not_deadlock_when_another_thread_held_the_lock(
             clock.advance(11)
             return f"ok expired={sorted(manager.cleanup_expired())}"
 
-        assert run_in_child(child) == "ok expired=['a', 'b']"
+        assert in_child(child) == "ok expired=['a', 'b']"
     finally:
         release.set()
         holder.join(5)
@@ -128,7 +98,7 @@ def test_a_stopped_manager_stays_stopped_in_the_child(manager: ConversationExpir
     def child() -> str:
         return f"running={manager.running}"
 
-    assert run_in_child(child) == "running=False"
+    assert in_child(child) == "running=False"
 
 
 def test_child_sweeps_with_a_real_clock() -> None:
@@ -143,4 +113,4 @@ def test_child_sweeps_with_a_real_clock() -> None:
                 pass
             return f"expired={done.is_set()}"
 
-        assert run_in_child(child) == "expired=True"
+        assert in_child(child) == "expired=True"

@@ -10,7 +10,6 @@ import sys
 import threading
 import weakref
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -369,22 +368,6 @@ def test_invalid_id_body_refuses_anything_else(
 
 
 # -- the store setting ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
-    """Stands in for conversation_expiry.redis; records RedisStore.from_url's arguments."""
-    calls: list[tuple[str, dict[str, Any]]] = []
-
-    class RedisStore:
-        @classmethod
-        def from_url(cls, url: str, **kwargs: Any) -> MemoryStore:
-            calls.append((url, kwargs))
-            return MemoryStore()
-
-    stub = SimpleNamespace(RedisStore=RedisStore)
-    monkeypatch.setitem(sys.modules, "conversation_expiry.redis", stub)
-    return calls
 
 
 @pytest.mark.parametrize(
