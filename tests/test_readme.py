@@ -16,13 +16,7 @@ Markers, an HTML comment alone on the line just above the block's opening fence:
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +29,6 @@ from conversation_expiry import ConversationExpiryManager
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 MARKER = re.compile(r"<!--\s*readme-test:\s*(?P<what>skip|needs-redis)(?P<why>[^>]*?)\s*-->\s*$")
-REDIS_WITHIN = 10.0  # seconds for redis-server to answer PING
 
 
 def run_alone(example: Example) -> None:
@@ -89,45 +82,6 @@ def test_marker_above_a_block_is_found(
     assert marker_of(example) == expected
 
 
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str | None]:
-    """A redis-server of this module's own on a free loopback port; None if there is none."""
-    server = shutil.which("redis-server")
-    if server is None:
-        yield None
-        return
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    process = subprocess.Popen(
-        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + REDIS_WITHIN
-        while not _answers_ping(port):
-            assert process.poll() is None, "redis-server exited"
-            assert time.monotonic() < deadline, f"redis-server silent for {REDIS_WITHIN}s"
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
-
-
-def _answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
 @pytest.mark.parametrize("example", BLOCKS, ids=[f"README.md:{e.line}" for e in BLOCKS])
 def test_readme_block_runs_on_its_own(
     example: Example, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
@@ -136,10 +90,7 @@ def test_readme_block_runs_on_its_own(
     if marker is not None and marker[0] == "skip":
         pytest.skip(marker[1] or "marked readme-test: skip")
     if marker is not None and marker[0] == "needs-redis":
-        url = request.getfixturevalue("redis_url")
-        if url is None:
-            if os.environ.get("CONVERSATION_EXPIRY_REQUIRE_REDIS") == "1":
-                pytest.fail("needs redis-server on PATH (CONVERSATION_EXPIRY_REQUIRE_REDIS=1)")
-            pytest.skip("needs redis-server on PATH")
-        monkeypatch.setenv("REDIS_URL", url)
+        # The session's server (tests/redis_servers.py): skips without redis-server, or fails
+        # when CONVERSATION_EXPIRY_REQUIRE_REDIS=1.
+        monkeypatch.setenv("REDIS_URL", request.getfixturevalue("redis_server").url)
     example.evaluate()
