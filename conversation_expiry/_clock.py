@@ -23,6 +23,8 @@ __all__ = ["Clock", "ManualClock", "SystemClock", "WallOffset", "reader"]
 # freezegun replaces every module attribute that *is* a real time function, so the real ones are
 # kept where it does not look: a tuple, and default arguments.
 _REAL: tuple[Callable[[], float], Callable[[], float]] = (_time.monotonic, _time.time)
+# For durations (a sweep's, a batch's time slice): real elapsed time even inside a freeze.
+PERF_COUNTER: tuple[Callable[[], float]] = (_time.perf_counter,)
 
 # How often SystemClock re-reads the wall/monotonic offset, and how far it must move to be taken.
 _OFFSET_RECHECK = 0.5
@@ -155,8 +157,14 @@ class SystemClock:
                 self._thaw()
         if _time.monotonic is _REAL[0] and _time.time is _REAL[1]:
             return self.reading()
-        mono: float = _time.monotonic()  # patched by someone else: honour it
-        return mono, float(_time.time() - mono)
+        try:
+            mono: float = _time.monotonic()  # patched by someone else: honour it
+            return mono, float(_time.time() - mono)
+        except Exception:
+            # freezegun's patches raise IndexError on other threads while its stop() runs
+            # (between its pops of freeze_factories and ignore_lists): that freeze is ending,
+            # and the real clock is what comes next. The store's floor keeps time monotonic.
+            return _REAL[0]() + self._drift, self._offset
 
     def _frozen_reading(self, factory: object, moment: datetime) -> tuple[float, float]:
         f = self._freeze

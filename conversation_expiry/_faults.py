@@ -25,7 +25,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from . import _fork
 from ._clock import _REAL
 
-__all__ = ["FaultLog", "LogWindows", "logger"]
+__all__ = ["FaultLog", "LogWindows", "log_safely", "logger"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -33,6 +33,20 @@ logger = logging.getLogger("conversation_expiry")
 
 _BURST = 20
 _WINDOW = 60.0
+
+
+def log_safely(log: Callable[..., None], *args: Any, **kwargs: Any) -> bool:
+    """Call ``log``; False if logging itself raised, which must not end a thread or a batch.
+
+    Logging raises when a filter does, or when a ``LogRecord`` cannot read the time: freezegun's
+    patched ``time.time`` raises ``IndexError`` on other threads while a freeze stops. A fault
+    of a callable whose report failed is still counted (and summarised at the next report).
+    """
+    try:
+        log(*args, **kwargs)
+    except Exception:
+        return False
+    return True
 
 
 def _name_of(fn: Callable[..., Any]) -> str:
@@ -119,13 +133,15 @@ class FaultLog:
         if summary is not None:
             _summarise(key, *summary)
         if full:
-            logger.error(
+            log_safely(
+                logger.error,
                 "%s %s failed for conversation %r", what, key[1], cid,
                 exc_info=(type(exc), exc, exc.__traceback__),
                 extra={"conversation_id": cid},
             )
             if exhausted:
-                logger.error(
+                log_safely(
+                    logger.error,
                     "%s %s keeps raising %s; further failures are counted and summarised once "
                     "a minute", what, key[1], key[2].__name__,
                 )
@@ -137,7 +153,8 @@ class FaultLog:
 
 
 def _summarise(key: _Key, suppressed: int, last_cid: str) -> None:
-    logger.error(
+    log_safely(
+        logger.error,
         "%s %s raised %s %d more times (last for conversation %r); those were not logged",
         key[0], key[1], key[2].__name__, suppressed, last_cid,
         extra={"conversation_id": last_cid},

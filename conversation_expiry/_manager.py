@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Collection, Mapping
 from datetime import timedelta
 from operator import itemgetter
@@ -12,7 +11,7 @@ from typing import Any
 
 from . import _fork
 from ._callbacks import Callbacks, OnExpire, OnWarning
-from ._clock import Clock, SystemClock
+from ._clock import PERF_COUNTER, Clock, SystemClock
 from ._held import HeldCleanups
 from ._memory import MemoryStore
 from ._settings import check_conversation_ttl, check_options, check_seam, meaningful_predicate
@@ -253,7 +252,7 @@ class ConversationExpiryManager:
         expired: list[str] = []
         store = self._store
         worker = self._worker
-        started = time.perf_counter()
+        started = PERF_COUNTER[0]()
         with self._telemetry.span("expiry_manager.cleanup") as span:
             if self._held and store.shared:
                 self._finish_elsewhere()
@@ -276,7 +275,7 @@ class ConversationExpiryManager:
                 self._next_wait = wait
                 self._covered_until = departures.now + wait
             remaining = len(self) if self._telemetry.wants_remaining(span) else -1
-            self._telemetry.swept(span, len(expired), remaining, time.perf_counter() - started)
+            self._telemetry.swept(span, len(expired), remaining, PERF_COUNTER[0]() - started)
         return expired
 
     def _background_sweep(self) -> float:

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from ._book import Book
-from ._clock import Clock, WallOffset, reader
+from ._clock import PERF_COUNTER, Clock, WallOffset, reader
 from ._errors import ClockError, ConversationExpiredError, ConversationNotFoundError
 from ._rwlock import RWGuard
 from ._state import ConversationState, ExpiryReason
@@ -208,11 +208,11 @@ class MemoryStore(Book):
 
     def claim(self, limit: int) -> Sweep:
         if self._sweeping and (
-            self._guard.contended or time.perf_counter() - self._yielded > _YIELD_EVERY
+            self._guard.contended or PERF_COUNTER[0]() - self._yielded > _YIELD_EVERY
         ):
             self._guard.contended = False
             time.sleep(0)
-            self._yielded = time.perf_counter()
+            self._yielded = PERF_COUNTER[0]()
         reading = self._reading()
         handle = self._guard.acquire_sweep()
         try:
@@ -222,7 +222,7 @@ class MemoryStore(Book):
         finally:
             handle.release()
         if more and not self._sweeping:
-            self._yielded = time.perf_counter()
+            self._yielded = PERF_COUNTER[0]()
         self._sweeping = more
         return Sweep(removed, warned, more, due)
 

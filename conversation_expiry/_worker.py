@@ -10,7 +10,7 @@ from collections.abc import Callable
 from . import _fork
 from ._clock import _REAL
 from ._errors import StoreUnavailableError
-from ._faults import logger
+from ._faults import log_safely, logger
 
 __all__ = ["CleanupThread"]
 
@@ -128,17 +128,19 @@ class _Failures:
     write a traceback per interval. Runs on the cleanup thread only, so it needs no lock.
     """
 
-    __slots__ = ("count", "first_at", "interval", "said_at", "types")
+    __slots__ = ("count", "first_at", "interval", "reported", "said_at", "types")
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
-        self.types: set[type[BaseException]] = set()
+        self.types: set[type[BaseException]] = set()  # seen in this run of failures
+        self.reported: set[type[BaseException]] = set()  # of those, logged in full
         self.reset()
 
     def reset(self) -> None:
         self.count = 0
         self.first_at = self.said_at = 0.0
         self.types.clear()
+        self.reported.clear()
 
     def failed(self, exc: BaseException) -> float:
         """Log ``exc`` if it is news; returns how long to wait before the next try."""
@@ -146,12 +148,13 @@ class _Failures:
         self.count += 1
         if self.count == 1:
             self.first_at = self.said_at = now
-        if type(exc) not in self.types:
-            self.types.add(type(exc))
-            self._report(exc)
+        self.types.add(type(exc))
+        if type(exc) not in self.reported:
+            if log_safely(self._report, exc):
+                self.reported.add(type(exc))
         elif now - self.said_at >= _FAILURE_SUMMARY:
             self.said_at = now
-            logger.error("%s", self._summary(now, "still failing"))
+            log_safely(logger.error, "%s", self._summary(now, "still failing"))
         backoff = self.interval * 2.0 ** min(self.count - 1, 30)
         # Jitter, so that the workers of a deployment do not all retry at once.
         return min(backoff, max(self.interval, _MAX_BACKOFF)) * random.uniform(0.8, 1.0)
@@ -173,13 +176,15 @@ class _Failures:
 
     def succeeded(self) -> None:
         if self.count:
-            logger.warning("%s", self._summary(_REAL[0](), "works again"))
+            log_safely(logger.warning, "%s", self._summary(_REAL[0](), "works again"))
             self.reset()
 
     def flush(self) -> None:
         """At the thread's end: say how many failures were not logged."""
-        if self.count > len(self.types):
-            logger.error("%s", self._summary(_REAL[0](), "was still failing when it ended"))
+        if self.count > len(self.reported):
+            log_safely(
+                logger.error, "%s", self._summary(_REAL[0](), "was still failing when it ended")
+            )
 
     def _summary(self, now: float, what: str) -> str:
         kinds = ", ".join(sorted(t.__name__ for t in self.types))

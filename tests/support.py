@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import select
 import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -82,6 +84,36 @@ def run_bounded(fn: Callable[[], Any], timeout: float = WAIT) -> Any:
     if "error" in out:
         raise out["error"]
     return out.get("value")
+
+
+class RaisingLogFilter(logging.Filter):
+    """Makes logging raise for records containing ``text``, the first ``times`` of them.
+
+    Logging raises like this when a filter is broken, or when a ``LogRecord`` reads freezegun's
+    patched ``time.time`` on another thread while a freeze stops (``IndexError``).
+    """
+
+    def __init__(self, text: str, times: int) -> None:
+        super().__init__()
+        self.text, self.left = text, times
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.left and self.text in record.getMessage():
+            self.left -= 1
+            raise IndexError("list index out of range")
+        return True
+
+
+@contextlib.contextmanager
+def logging_raises(text: str, times: int = 10**9) -> Iterator[RaisingLogFilter]:
+    """While in it, logging on the library's logger raises for records containing ``text``."""
+    raising = RaisingLogFilter(text, times)
+    logger = logging.getLogger("conversation_expiry")
+    logger.addFilter(raising)
+    try:
+        yield raising
+    finally:
+        logger.removeFilter(raising)
 
 
 def leave_all(m: Any, ids: Any) -> None:

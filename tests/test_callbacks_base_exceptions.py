@@ -11,6 +11,7 @@ import asyncio
 import logging
 
 import pytest
+from support import logging_raises
 
 from conversation_expiry import ConversationExpiryManager
 
@@ -49,6 +50,25 @@ def test_a_contained_base_exception_does_not_lose_the_rest_of_the_batch(clock, e
         assert sorted(m.cleanup_expired()) == ["a", "b", "c"]
     assert sorted(calls) == ["a", "b", "c"] and sorted(cleaned) == ["a", "b", "c"]
     assert exc.__name__ in caplog.text and "'b'" in caplog.text
+
+
+def test_logging_that_raises_while_reporting_a_fault_does_not_lose_the_rest_of_the_batch(clock):
+    calls: list[str] = []
+    cleaned: list[str] = []
+
+    def on_expire(state, reason) -> None:
+        calls.append(state.id)
+        raise ValueError("broken on_expire")
+
+    m = manager_with(clock, on_expire)
+    for cid in "abc":
+        m.register_conversation(cid)
+    m.add_cleanup("b", lambda: cleaned.append("b"))  # the span path of the batch too
+    clock.advance(11)
+    with logging_raises("failed for conversation") as raising:
+        assert sorted(m.cleanup_expired()) == ["a", "b", "c"]
+    assert sorted(calls) == ["a", "b", "c"] and cleaned == ["b"]
+    assert raising.left < 10**9  # logging did raise
 
 
 @pytest.mark.parametrize("exc", CONTAINED, ids=lambda e: e.__name__)

@@ -259,3 +259,51 @@ def test_a_claim_takes_at_most_one_bounded_batch(
         assert sorted(expired) == sorted(rest) and len(manager) == 0
     finally:
         manager.stop()
+
+
+def test_a_keeper_that_keeps_failing_logs_once_and_says_when_it_works_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from conversation_expiry.redis._lease import LeaseKeeper
+
+    renewed = threading.Event()
+    attempts: list[int] = []
+
+    def renew(incarnations: list[bytes]) -> list[bytes]:
+        attempts.append(len(incarnations))
+        if len(attempts) <= 5:
+            raise RuntimeError("renew script broke")
+        renewed.set()
+        return []
+
+    keeper = LeaseKeeper(renew, lambda: False, period=0.001, name="ce-test-keeper")
+    with caplog.at_level(logging.WARNING, logger="conversation_expiry"):
+        keeper.add([b"x"])
+        assert renewed.wait(WAIT)
+        keeper.close(WAIT)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("renewing claims failed" in text for text in messages) == 1
+    assert any("works again after 5 failed renewals" in text for text in messages)
+
+
+def test_a_keeper_whose_failure_report_raises_keeps_renewing() -> None:
+    from support import logging_raises
+
+    from conversation_expiry.redis._lease import LeaseKeeper
+
+    renewed = threading.Event()
+    attempts: list[int] = []
+
+    def renew(incarnations: list[bytes]) -> list[bytes]:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("renew script broke")
+        renewed.set()
+        return []
+
+    keeper = LeaseKeeper(renew, lambda: False, period=0.001, name="ce-test-keeper")
+    with logging_raises("renewing claims failed") as raising:
+        keeper.add([b"x"])
+        assert renewed.wait(WAIT), "the keeper died: slow cleanups would run twice"
+        keeper.close(WAIT)
+    assert raising.left < 10**9

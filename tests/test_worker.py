@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from support import logging_raises
 
 from conversation_expiry import (
     ConversationExpiryManager,
@@ -207,6 +208,36 @@ def test_a_base_exception_from_the_sweep_does_not_kill_the_thread(
     failures = [r for r in caplog.records if "sweep failed" in r.getMessage()]
     assert len(failures) == 1 and failures[0].levelname == "ERROR"
     assert failures[0].exc_info is not None and failures[0].exc_info[0] is error
+
+
+def test_the_thread_survives_logging_that_raises_while_it_reports_a_failed_sweep(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    expired = threading.Event()
+    store = FailingStore(ConnectionError, times=1)
+    with logging_raises("sweep failed", times=1) as raising, ConversationExpiryManager(
+        1, 0.01, clock=clock, store=store, on_expire=lambda s, r: expired.set()
+    ) as m:
+        m.register_conversation("a")
+        assert store.done_failing.wait(5)
+        clock.advance(2)
+        assert expired.wait(5), "the cleanup thread died: later expiries are never cleaned"
+        assert m.running
+    assert raising.left == 0
+    # The report that could not be made is not lost: the recovery line counts that failure.
+    (recovered,) = [r.getMessage() for r in caplog.records if "works again" in r.getMessage()]
+    assert "1 failed sweeps in a row" in recovered and "ConnectionError" in recovered
+
+
+def test_a_failure_whose_report_raised_is_reported_at_its_next_occurrence(
+    clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = FailingStore(ConnectionError, times=3)
+    with logging_raises("sweep failed", times=1), ConversationExpiryManager(
+        1, 0.001, clock=clock, store=store
+    ):
+        assert store.done_failing.wait(5)
+    assert sum("sweep failed" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_a_burst_of_failing_sweeps_is_logged_once_then_counted(

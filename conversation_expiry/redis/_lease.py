@@ -9,17 +9,15 @@ is not renewed forever. Threads do not survive ``fork()``: the child starts afre
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import weakref
 from collections.abc import Callable
 
 from .._errors import StoreUnavailableError
+from .._faults import log_safely, logger
 
 __all__ = ["LeaseKeeper"]
-
-logger = logging.getLogger("conversation_expiry")
 
 _CHUNK = 500  # incarnations per renew script: well under a millisecond of server time
 
@@ -48,6 +46,7 @@ class LeaseKeeper:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._acks_pending = False
+        self._failures = 0  # failed renewals in a row (logged once per run)
 
     @property
     def outstanding(self) -> int:
@@ -98,8 +97,23 @@ class LeaseKeeper:
                 self._tick(batch)
             except StoreUnavailableError:
                 pass  # the manager reports outages; renewing again next period is all we can do
-            except Exception:  # never die: a keeper that stops lets slow cleanups run twice
-                logger.exception("conversation store lease keeper: renewing claims failed")
+            except Exception as exc:  # never die: a keeper that stops lets slow cleanups run twice
+                self._failures += 1
+                if self._failures == 1:  # once per run of failures, not once per period
+                    log_safely(
+                        logger.error,
+                        "conversation store lease keeper: renewing claims failed; it keeps "
+                        "trying every %.3gs and says when it works again", self._period,
+                        exc_info=(type(exc), exc, exc.__traceback__),
+                    )
+            else:
+                if self._failures:
+                    log_safely(
+                        logger.warning,
+                        "conversation store lease keeper works again after %d failed renewals",
+                        self._failures,
+                    )
+                    self._failures = 0
 
     def _tick(self, batch: list[bytes]) -> None:
         if self._acks_pending:
