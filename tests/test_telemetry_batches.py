@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
+from telemetry_names import LAG, REMOVED
 
 from conversation_expiry import (
     ConversationExpiryManager,
@@ -25,8 +26,6 @@ from conversation_expiry._telemetry import Telemetry
 
 START = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
 TTL = 60.0
-REMOVED = "conversation_expiry.conversation.removed"
-LAG = "conversation_expiry.cleanup.lag"
 EXPIRED, MAX_AGE, ENDED = ExpiryReason.EXPIRED, ExpiryReason.MAX_AGE, ExpiryReason.ENDED
 
 

@@ -26,6 +26,7 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 from opentelemetry.util._once import Once
+from telemetry_names import ERRORS, LAG, LIVE, REGISTERED, REMOVED, SWEEP_DURATION
 
 import conversation_expiry._metrics as metrics_module
 from conversation_expiry import (
@@ -39,12 +40,6 @@ from conversation_expiry import (
 START = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
 TTL = 60.0
 
-REGISTERED = "conversation_expiry.conversation.registered"
-REMOVED = "conversation_expiry.conversation.removed"
-LIVE = "conversation_expiry.conversation.count"
-SWEEP = "conversation_expiry.sweep.duration"
-LAG = "conversation_expiry.cleanup.lag"
-ERRORS = "conversation_expiry.callback.errors"
 
 
 @pytest.fixture
@@ -143,7 +138,7 @@ def test_scripted_scenario(
         m.stop()
 
     found = collect(reader)
-    assert set(found) == {REGISTERED, REMOVED, LIVE, SWEEP, LAG, ERRORS}
+    assert set(found) == {REGISTERED, REMOVED, LIVE, SWEEP_DURATION, LAG, ERRORS}
 
     assert values(found[REGISTERED]) == {NONE: 5}
     assert values(found[REMOVED]) == {reason("ended"): 1, reason("expired"): 3}
@@ -165,7 +160,7 @@ def test_scripted_scenario(
     assert point.min == pytest.approx(5)
     assert point.max == pytest.approx(15)
 
-    [sweep] = points(found[SWEEP]).values()
+    [sweep] = points(found[SWEEP_DURATION]).values()
     assert isinstance(sweep, HistogramDataPoint)
     assert sweep.count == 1
     assert 0 <= sweep.sum < 5
@@ -213,7 +208,7 @@ def test_histograms_use_second_buckets(
     manager.cleanup_expired()
     found = collect(reader)
     [lag] = points(found[LAG]).values()
-    [sweep] = points(found[SWEEP]).values()
+    [sweep] = points(found[SWEEP_DURATION]).values()
     assert tuple(lag.explicit_bounds) == metrics_module._LAG_BUCKETS
     assert tuple(sweep.explicit_bounds) == metrics_module._SWEEP_BUCKETS
     assert lag.sum == pytest.approx(1.0)
@@ -276,7 +271,7 @@ def test_background_sweeps_are_measured(
     assert values(found[REMOVED]) == {reason("expired"): 1}
     [lag] = points(found[LAG]).values()
     assert lag.count == 1 and lag.sum == pytest.approx(2.0)
-    [sweep] = points(found[SWEEP]).values()
+    [sweep] = points(found[SWEEP_DURATION]).values()
     assert sweep.count >= 1
 
 

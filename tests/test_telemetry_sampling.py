@@ -34,6 +34,7 @@ from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, T
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util._once import Once
 from opentelemetry.util.types import Attributes
+from telemetry_names import CLEANUP, SWEEP
 
 from conversation_expiry import (
     ConversationExpiredError,
@@ -48,8 +49,6 @@ from conversation_expiry._telemetry import no_cleanup_span
 
 START = datetime(2024, 5, 6, 7, 8, 9, 500_000, tzinfo=timezone.utc)
 TTL = 60.0
-SWEEP = "expiry_manager.cleanup"
-CLEANUP = "expiry_manager.cleanup_conversation"
 
 
 class Opaque(Sampler):

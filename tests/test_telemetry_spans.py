@@ -19,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.util._once import Once
+from telemetry_names import CLEANUP, END, REGISTER, SWEEP, UPDATE
 
 import conversation_expiry._manager as manager_module
 import conversation_expiry._telemetry as telemetry_module
@@ -35,11 +36,6 @@ from conversation_expiry import (
 START = datetime(2024, 5, 6, 7, 8, 9, 500_000, tzinfo=timezone.utc)
 TTL = 60.0
 
-REGISTER = "expiry_manager.register"
-UPDATE = "expiry_manager.update_activity"
-END = "expiry_manager.end"
-SWEEP = "expiry_manager.cleanup"
-CLEANUP = "expiry_manager.cleanup_conversation"
 
 
 @pytest.fixture
