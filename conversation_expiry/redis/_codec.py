@@ -31,6 +31,7 @@ __all__ = [
     "live_state",
     "to_datetime",
     "to_us",
+    "touched_state",
     "us_of",
 ]
 
@@ -100,6 +101,21 @@ def _record(raw: bytes, pos: int) -> tuple[float, float, float, bool, int, str |
 def live_state(cid: str, raw: bytes) -> ConversationState:
     c, last, d, warned, _inc, md = _record(raw, 0)
     return new_state(cid, c, last, d, True, warned, 0.0, md)
+
+
+_DIGEST = struct.Struct("<xddd").unpack_from
+DIGEST_LEN = 25
+
+
+def touched_state(cid: str, reply: bytes) -> ConversationState:
+    """The state a touch replied: a live record, or the usual record's digest (touch.lua:
+    128 + flags, created, last activity and deadline as doubles of seconds, metadata), which
+    is decoded in one call, update_activity being the call made most."""
+    if reply[0] < 128:
+        return live_state(cid, reply)
+    created, last, expires = _DIGEST(reply)
+    md = reply[DIGEST_LEN:].decode("utf-8", "surrogatepass") if len(reply) > DIGEST_LEN else None
+    return new_state(cid, created, last, expires, True, bool(reply[0] & WARNED), 0.0, md)
 
 
 def incarnation_of(raw: bytes) -> int:

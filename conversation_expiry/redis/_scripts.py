@@ -98,14 +98,15 @@ class Script:
     cost over a bare ``EVALSHA`` (issue 10: 1.3x, some 15 us).
     """
 
-    __slots__ = ("_client", "name", "sha", "text")
+    __slots__ = ("client", "name", "sha", "text")
+    client: Any  # the client, or an adapter for a double that only registers scripts
 
     def __init__(self, client: Any, name: str) -> None:
         self.name = name
         self.text = source(name)
         self.sha = hashlib.sha1(self.text.encode("utf-8")).hexdigest()
         # Looked up at each call, not kept: instrumentation may wrap the client's method later.
-        self._client = client if hasattr(client, "execute_command") else _Registered(client, self)
+        self.client = client if hasattr(client, "execute_command") else _Registered(client, self)
 
     def __call__(self, keys: list[bytes], args: list[Any]) -> Any:
         return self.run("EVALSHA", self.sha, len(keys), *keys, *args)
@@ -113,10 +114,10 @@ class Script:
     def run(self, *command: Any) -> Any:
         """``command`` is ``EVALSHA``, this script's SHA, the key count, keys and arguments."""
         try:
-            return self._client.execute_command(*command)
+            return self.client.execute_command(*command)
         except NoScriptError:
-            self._client.script_load(self.text)
-            return self._client.execute_command(*command)
+            self.client.script_load(self.text)
+            return self.client.execute_command(*command)
 
 
 class _Registered:

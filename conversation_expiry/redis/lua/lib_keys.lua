@@ -2,12 +2,12 @@
 -- the parts it names on its "-- needs:" line (Redis has no include; _scripts.py assembles).
 --
 -- KEYS, in this order, all under one hash tag so a Cluster keeps them in one slot. The request
--- path's scripts (touch, read, count, hold) are given only the first four, all they use:
---   C  hash   id -> live record (see record)
---   D  zset   id -> deadline (microseconds): what is due, the live count, eviction order
+-- path's scripts (touch, read, count, hold) are given only the first three, all they use:
+--   C  hash   id -> live record (see record); and the field '\255', the time mark (see clock)
+--   D  zset   id -> deadline index (microseconds): what is due, the live count, eviction order;
+--             a touch leaves it behind the deadline, those who read it put it right (see due)
 --   W  zset   id -> warning time, for conversations with a warning window not yet warned
---   M  hash   hw (time high-water mark), time (its kind), inc (incarnation counter), late,
---             takeovers
+--   M  hash   inc (incarnation counter), late, takeovers
 --   K  hash   incarnation -> claimed record (claim header, id, live record)
 --   L  zset   incarnation -> lease deadline of its claim
 --   X  hash   incarnation -> claimed record, for the dead-lettered
