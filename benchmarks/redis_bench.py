@@ -182,11 +182,13 @@ class Figures:
     sweep_server_cpu_ms: list[float] = field(default_factory=list)
     sweep_script_wall_ms: list[float] = field(default_factory=list)
     # Per sweep: the most server CPU time one of its scripts took (-1: not measurable here),
-    # and which script; how many scripts it ran; CPU time the host's hypervisor took (steal).
+    # and which script; how many scripts it ran; CPU time the host's hypervisor took (steal);
+    # time the server waited, runnable, for a CPU this machine gave another task.
     sweep_cpu_max_us: list[int] = field(default_factory=list)
     sweep_cpu_max_script: list[str] = field(default_factory=list)
     sweep_scripts: list[int] = field(default_factory=list)
     sweep_steal_ms: list[float] = field(default_factory=list)
+    sweep_wait_ms: list[float] = field(default_factory=list)
     # The control after each sweep, as long as it, with no sweep: scripts that only keep the
     # server busy for about a sweep script's median time, and those SLOWLOG caught over SLOW_US.
     control_scripts: list[int] = field(default_factory=list)
@@ -388,11 +390,12 @@ def measure_population(
     client.slowlog_reset()
     client.config_set("slowlog-log-slower-than", 0)
     cpu = _server_cpu(client)
-    steal = _steal_ms()
+    steal, waited = _steal_ms(), server_cpu.waited_ms()
     start = time.perf_counter()
     expired = manager.cleanup_expired()
     seconds = time.perf_counter() - start
     fig.sweep_steal_ms.append(_steal_ms() - steal)
+    fig.sweep_wait_ms.append(server_cpu.waited_ms() - waited)
     fig.sweep_server_cpu_ms.append((_server_cpu(client) - cpu) * 1e3)
     client.config_set("slowlog-log-slower-than", -1)
     entries = client.slowlog_get(LOG_LEN)
@@ -436,8 +439,19 @@ class ServerCpu:
         except (OSError, AttributeError):
             self.available = False
 
+        self._schedstat = f"/proc/{pid}/schedstat"
+
     def __call__(self) -> float:
         return time.clock_gettime(self._clock) if self.available else 0.0
+
+    def waited_ms(self) -> float:
+        """How long the server's main thread has waited, runnable, for a CPU that this
+        machine's kernel gave another task (/proc/<pid>/schedstat "run_delay")."""
+        try:
+            with open(self._schedstat) as f:
+                return int(f.read().split()[1]) / 1e6
+        except (OSError, IndexError, ValueError):
+            return 0.0
 
 
 def _timed_scripts(store: Any, server_cpu: ServerCpu) -> list[tuple[str, int]]:
@@ -577,8 +591,9 @@ def _slow_verdict(fig: Figures) -> Verdict:
                    f"judged by server CPU time per command: at most {cpu:,} us (a "
                    f"{fig.sweep_cpu_max_script[worst]} script) over {sum(fig.sweep_scripts):,} "
                    f"sweep scripts in {len(fig.sweep_scripts)} round(s); {slowlog}"
-                   f"{off_cpu} (host steal during the sweeps {sum(fig.sweep_steal_ms):,.0f} ms); "
-                   f"{control}")
+                   f"{off_cpu} (during the sweeps the server waited {sum(fig.sweep_wait_ms):,.0f} "
+                   f"ms for a CPU, and the host took {sum(fig.sweep_steal_ms):,.0f} ms of the "
+                   f"machine's); {control}")
 
 
 def render(s: Settings, env: dict[str, Any], fig: Figures) -> str:
@@ -632,11 +647,13 @@ def render(s: Settings, env: dict[str, Any], fig: Figures) -> str:
         lines.append(f"| sweep {r + 1}: commands over 5 ms by SLOWLOG (longest {longest:,} us) | "
                      f"{n} | - | scripts' wall ms vs server CPU ms | {wall:,.0f} / {cpu:,.0f} | "
                      f"{wall / cpu if cpu else 0:.2f}x |")
-    for r, (us, script, steal) in enumerate(zip(
-        fig.sweep_cpu_max_us, fig.sweep_cpu_max_script, fig.sweep_steal_ms, strict=True,
+    for r, (us, script, waited, steal) in enumerate(zip(
+        fig.sweep_cpu_max_us, fig.sweep_cpu_max_script, fig.sweep_wait_ms, fig.sweep_steal_ms,
+        strict=True,
     )):
         lines.append(f"| sweep {r + 1}: most server CPU one script took, us ({script}) | "
-                     f"{us:,} | - | host steal during the sweep, ms | {steal:,.0f} | - |")
+                     f"{us:,} | - | server waiting for a CPU / host steal, ms | "
+                     f"{waited:,.0f} / {steal:,.0f} | - |")
     for r, (n, us, slow, longest) in enumerate(zip(
         fig.control_scripts, fig.control_us, fig.control_slow, fig.control_longest_us,
         strict=True,

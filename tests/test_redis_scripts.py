@@ -83,8 +83,10 @@ def test_end_twice_is_one_end(store: Any) -> None:
 def test_touch_hold_ack_renew_twice(store: Any, clock: ManualClock) -> None:
     store.register("a", None, None)
     clock.advance(1)
-    first, second = run_twice(store, "touch", [encode_id("a"), b"1"])
-    assert first == second
+    touch = store._scripts.touch  # keys C and W, then id, extend and time (touch.lua)
+    argv = [encode_id("a"), b"1", store._now_arg()]
+    first, second = touch(store.keys[:2], argv), touch(store.keys[:2], argv)
+    assert first == second and isinstance(first, bytes)  # the same record, written once
     first, second = run_twice(store, "hold", [encode_id("a")])
     assert first == second and isinstance(first, int)
     clock.advance(TTL + 1)

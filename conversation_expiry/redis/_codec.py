@@ -103,19 +103,23 @@ def live_state(cid: str, raw: bytes) -> ConversationState:
     return new_state(cid, c, last, d, True, warned, 0.0, md)
 
 
-_DIGEST = struct.Struct("<xddd").unpack_from
-DIGEST_LEN = 25
-
-
-def touched_state(cid: str, reply: bytes) -> ConversationState:
-    """The state a touch replied: a live record, or the usual record's digest (touch.lua:
-    128 + flags, created, last activity and deadline as doubles of seconds, metadata), which
-    is decoded in one call, update_activity being the call made most."""
-    if reply[0] < 128:
-        return live_state(cid, reply)
-    created, last, expires = _DIGEST(reply)
-    md = reply[DIGEST_LEN:].decode("utf-8", "surrogatepass") if len(reply) > DIGEST_LEN else None
-    return new_state(cid, created, last, expires, True, bool(reply[0] & WARNED), 0.0, md)
+def touched_state(cid: str, raw: bytes) -> ConversationState:
+    """live_state, for the record a touch returns: the usual one (no max_age, no warning
+    window) decoded in line, update_activity being the call made most."""
+    if raw[0] & (HAS_MAX_AGE | HAS_WARNING):
+        return live_state(cid, raw)
+    last = _from(raw[8:15], "little")
+    md = raw[REC_LEN:].decode("utf-8", "surrogatepass") if len(raw) > REC_LEN else None
+    return new_state(
+        cid,
+        _from(raw[1:8], "little") / 1e6,
+        last / 1e6,
+        (last + _from(raw[15:22], "little")) / 1e6,
+        True,
+        bool(raw[0] & WARNED),
+        0.0,
+        md,
+    )
 
 
 def incarnation_of(raw: bytes) -> int:

@@ -17,14 +17,14 @@
 -- the mark already found past due, nor give it a deadline that the mark has already passed.
 --
 -- The kind is what decides in the namespace: server time (TIME) or driven time (a manager's
--- own clock, a ManualClock in tests, as ARGV[1]). The two have nothing in common: a driven
+-- own clock, a ManualClock in tests, as AT). The two have nothing in common: a driven
 -- clock an hour ahead would push the mark an hour past the server's time (every conversation
 -- expires at once for the processes on server time, whose time then stands still). So a call
 -- of the other kind fails while the namespace has conversations (live or claimed); on an empty
 -- one it starts afresh on its own kind, recorded by its first write.
 
 local MARK = '\255'
-local KIND = ARGV[1] == '' and 's' or 'd'
+local KIND = AT == '' and 's' or 'd'
 local recorded = false -- the namespace's kind as recorded (false: none yet); set by clock_of()
 
 -- The time from `mk`, the mark's value as read from C (false: none yet): (now, ahead), ahead
@@ -46,7 +46,7 @@ local function clock_of(mk)
   end
   local t
   if KIND == 'd' then
-    t = tonumber(ARGV[1])
+    t = tonumber(AT)
   else
     local tm = redis.call('TIME')
     t = tonumber(tm[1]) * 1000000 + tonumber(tm[2])

@@ -27,7 +27,7 @@ if raw then
         r.m = ARGV[13]
       end
     end
-    local rec = activity(cid, r, now, extend)
+    local rec = activity(cid, r, now, extend, true)
     -- Nothing started or claimed: running this twice is two activities, no need to remember.
     return { 0, rec, fmt(now), out }
   end
@@ -83,7 +83,7 @@ local r = {
   c = now, l = now, t = tonumber(ttl), a = tonumber(ARGV[9]), w = tonumber(ARGV[10]),
   i = redis.call('HINCRBY', M, 'inc', 1), f = 0, m = md,
 }
-local reply = { 1, activity(cid, r, now, false), fmt(now), out }
+local reply = { 1, activity(cid, r, now, false, true), fmt(now), out }
 if #out > 0 then
   -- What was claimed must reach this process even if the reply is lost. A plain start is not
   -- remembered (a key per registration would double the memory of a burst of them): run

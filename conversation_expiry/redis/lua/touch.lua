@@ -1,8 +1,8 @@
 -- touch: slide the deadline of a live conversation (update_activity's one round trip).
--- ARGV[2] id, [3] extend '1'/'0'. Reply: the record, or for the usual record its digest, or
--- 0 (unknown) / 1 (past due). The digest is what the caller makes a state of, decoded by one
--- struct.unpack: 128 + flags (1 byte), created, last activity and deadline in seconds (little-
--- endian doubles, divided here as Python would), then the metadata.
+-- KEYS C, W only. ARGV[1] id, [2] '0' to check without extending (absent: extend), [3] the
+-- time (absent: the server's): the usual call, on server time, sends nothing but the id, as
+-- every argument costs the caller about as much as a command costs the server.
+-- Reply: the record, or 0 (unknown) / 1 (past due).
 -- needs: layout
 --
 -- The usual record (no max_age, no warning window) on a namespace of this call's kind of time
@@ -24,31 +24,32 @@
 --   which records its time.
 -- Running it twice is two activities at about the same time.
 
-local cid = ARGV[2]
+local cid, extend = ARGV[1], ARGV[2] ~= '0'
+AT = ARGV[3] or '' -- where lib_clock reads the time argument
 local got = redis.call('HMGET', C, cid, '\255') -- '\255': the mark (lib_clock's MARK)
 local raw, mk = got[1], got[2]
 if raw and mk then
   local f, c, l, t, i, pos = struct.unpack(REC, raw)
-  local driven = ARGV[1] ~= ''
   -- 100, 115: 'd', 's', the mark's kind byte for driven and server time
-  if f < HAS_MAX_AGE and string.byte(mk) == (driven and 100 or 115) then
+  if f < HAS_MAX_AGE and string.byte(mk) == (AT == '' and 115 or 100) then
     local now
-    if driven then
-      now = tonumber(ARGV[1])
-    else
+    if AT == '' then
       local tm = redis.call('TIME')
       now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
+    else
+      now = tonumber(AT)
     end
     local hw = tonumber(string.sub(mk, 2))
     if now < hw then
       now = hw
     end
     if now <= l + t then
-      if ARGV[3] == '1' and now > l then
-        redis.call('HSET', C, cid, struct.pack(REC, f, c, now, t, i) .. string.sub(raw, pos))
-        l = now
+      if not extend or now <= l then
+        return raw
       end
-      return struct.pack('<Bddd', 128 + f, c / 1e6, l / 1e6, (l + t) / 1e6) .. string.sub(raw, pos)
+      local rec = struct.pack(REC, f, c, now, t, i) .. string.sub(raw, pos)
+      redis.call('HSET', C, cid, rec)
+      return rec
     end
   end
 end
@@ -64,7 +65,7 @@ if now > deadline(r) then
   seen_due(now, ahead)
   return 1
 end
-if ARGV[3] == '1' then
-  return activity(cid, r, now, true)
+if extend then
+  return activity(cid, r, now, true, false)
 end
 return raw
