@@ -19,8 +19,11 @@ TTL = 60.0
 
 
 def recorded(store: Any) -> tuple[bytes | None, float]:
-    kind, mark = store._client.hmget(store.prefix + b"m", [b"time", b"hw"])
-    return kind, float(mark or 0) / 1e6
+    """The namespace's kind of time and its time mark: C's field 0xff, kind byte then time."""
+    mark = store._client.hget(store.prefix + b"c", b"\xff")
+    if mark is None:
+        return None, 0.0
+    return {b"s": b"server", b"d": b"driven"}[mark[:1]], float(mark[1:]) / 1e6
 
 
 def test_the_first_write_records_the_kind(redis_store: Callable[..., Any]) -> None:

@@ -484,6 +484,78 @@ def test_capacity_takes_a_past_due_conversation_first(new_store):
     assert s.at(5).count() == 3
 
 
+def test_capacity_evicts_the_nearest_deadline_after_touches(new_store):
+    s = new_store(max_conversations=3)
+    for i, cid in enumerate("abc"):
+        s.at(i).register(cid, None, None)  # deadlines 10, 11, 12
+    s.at(3).touch("a", True)  # 13
+    s.at(4).touch("b", True)  # 14
+    assert done(s.store, s.at(5).register("d", None, None)[1]) == [("c", EVICTED)]
+    assert done(s.store, s.at(6).register("e", None, None)[1]) == [("a", EVICTED)]
+    assert s.at(6).count() == 3
+
+
+# -- touched conversations past the deadline they had -------------------------------------------
+# A store may write a touched conversation's deadline index late (RedisStore does: lib_due.lua):
+# every view must still go by the deadline its last activity gave it.
+
+
+def test_views_of_conversations_touched_past_their_first_deadline(s):
+    s.at(0).register("a", None, None)
+    s.at(1).register("b", None, None)
+    s.at(2).register("c", None, None)
+    s.at(8).touch("a", True)  # deadline 18
+    s.at(9).touch("b", True)
+    s.at(9.5).touch("b", True)  # 19.5
+    assert s.at(12.5).count() == 2 and not s.at(12.5).is_live("c")
+    assert s.at(18).count() == 2 and s.at(18).get("a") == state("a", 0, 8, 18)
+    assert s.at(18.5).count() == 1
+    with pytest.raises(ConversationExpiredError):
+        s.at(18.5).touch("a", True)
+    assert s.at(19.5).count() == 1 and s.at(20).count() == 0
+
+
+def test_a_sweep_leaves_touched_conversations_until_their_deadline(s):
+    for i in range(5):
+        s.at(0).register(f"c{i}", None, None)
+    s.at(5).touch("c1", True)
+    s.at(6).touch("c3", True)
+    assert sorted(claim_all(s, 12, limit=2)[0]) == [
+        ("c0", EXPIRED), ("c2", EXPIRED), ("c4", EXPIRED)
+    ]  # fmt: skip
+    assert s.at(12).count() == 2
+    assert claim_all(s, 15, limit=2) == ([], [])
+    assert claim_all(s, 15.5, limit=2)[0] == [("c1", EXPIRED)]
+    assert s.at(15.5).count() == 1
+    assert claim_all(s, 16.5, limit=2)[0] == [("c3", EXPIRED)]
+
+
+def test_many_conversations_touched_past_their_first_deadline(s):
+    ids = [f"c{i:03d}" for i in range(700)]  # more than a Redis script puts right in one call
+    for cid in ids:
+        s.at(0).register(cid, None, None)
+    for cid in ids[::2]:
+        s.at(5).touch(cid, True)  # live until 15
+    assert s.at(12).count() == 350
+    departed, _ = claim_all(s, 12, limit=100)
+    assert sorted(departed) == [(cid, EXPIRED) for cid in ids[1::2]]
+    assert s.at(15).count() == 350 and claim_all(s, 15, limit=100) == ([], [])
+    departed, _ = claim_all(s, 15.5, limit=100)
+    assert sorted(departed) == [(cid, EXPIRED) for cid in ids[::2]]
+    assert s.at(15.5).count() == 0
+
+
+def test_a_stale_reading_cannot_revive_what_a_count_found_expired(s):
+    s.at(0).register("a", None, None)
+    s.at(1).register("b", None, None)
+    s.at(5).touch("b", True)  # deadline 15
+    assert s.at(10.5).count() == 1
+    with pytest.raises(ConversationExpiredError):
+        s.at(9).touch("a", True)  # read before 10.5, applied after
+    assert s.at(9).touch("b", True).expires_at == wall(20.5)  # decided at 10.5, not 9
+    assert s.at(9).count() == 1
+
+
 # -- drain ----------------------------------------------------------------------------------------
 
 

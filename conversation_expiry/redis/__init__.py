@@ -12,11 +12,18 @@ How it is laid out, and what follows from it:
   server clock step back or a failover to a lagging replica delays expiry, never hastens it.
   A manager with a ManualClock drives the time instead; the namespace records which kind it
   runs on, and the other kind is refused (ValueError) while it has conversations.
+* ``update_activity`` is one script of three commands (read the record and the time mark, read
+  the server's clock, write the record). It leaves the deadline index (a sorted set) at the
+  deadline it had, which is earlier; sweeps, counts, ``stats()``, ``next_deadlines()`` and
+  eviction read the records of what the index says is due and put it right (at most 256 per
+  script, the caller calling again), so every view still goes by the real deadlines.
 * ``from_url`` makes a ``RedisCluster`` for a Cluster node's URL (it asks ``INFO cluster``
   once, unless ``cluster=`` says), so any node's URL works.
 * A claim takes at most 128 conversations per script (about 1 ms of server time).
 * ``max_conversations`` bounds the namespace: the conversation nearest its deadline makes room,
-  past-due ones first (with their own reason), at most 64 per registration.
+  past-due ones first (with their own reason), at most 64 per registration. (When over 256
+  conversations at the low end of the index were touched since it was written, a registration
+  puts 256 right and then takes the lowest as it is: nearly, not exactly, deadline order.)
 * A claim lapsed three times (its cleanup keeps taking processes down) is dead-lettered, logged
   once at ERROR, counted in ``stats()["dead"]`` and listed by ``dead_letters()``.
 * Replication is asynchronous, so a failover can lose the last acknowledged writes: a lost

@@ -31,6 +31,7 @@ __all__ = [
     "live_state",
     "to_datetime",
     "to_us",
+    "touched_state",
     "us_of",
 ]
 
@@ -100,6 +101,25 @@ def _record(raw: bytes, pos: int) -> tuple[float, float, float, bool, int, str |
 def live_state(cid: str, raw: bytes) -> ConversationState:
     c, last, d, warned, _inc, md = _record(raw, 0)
     return new_state(cid, c, last, d, True, warned, 0.0, md)
+
+
+def touched_state(cid: str, raw: bytes) -> ConversationState:
+    """live_state, for the record a touch returns: the usual one (no max_age, no warning
+    window) decoded in line, update_activity being the call made most."""
+    if raw[0] & (HAS_MAX_AGE | HAS_WARNING):
+        return live_state(cid, raw)
+    last = _from(raw[8:15], "little")
+    md = raw[REC_LEN:].decode("utf-8", "surrogatepass") if len(raw) > REC_LEN else None
+    return new_state(
+        cid,
+        _from(raw[1:8], "little") / 1e6,
+        last / 1e6,
+        (last + _from(raw[15:22], "little")) / 1e6,
+        True,
+        bool(raw[0] & WARNED),
+        0.0,
+        md,
+    )
 
 
 def incarnation_of(raw: bytes) -> int:

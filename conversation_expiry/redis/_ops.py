@@ -33,7 +33,7 @@ class OperatorViews:
         Only what Redis holds, so any process (an operator's command) reads the same; this
         process's own claims are :attr:`outstanding`.
         """
-        live, due, claimed, dead, late, takeovers, _now = self._run(self._scripts.stats, [])
+        live, due, claimed, dead, late, takeovers, _now = self._complete(self._scripts.stats, [])
         return {
             "live": int(live),
             "due": int(due),
@@ -42,6 +42,14 @@ class OperatorViews:
             "late_acks": int(late),
             "takeovers": int(takeovers),
         }
+
+    def _complete(self, script: Any, args: list[Any]) -> list[Any]:
+        """The reply of a script that puts right a bounded number of deadline indexes per call
+        and says whether it is done ({1, ...}) or must be called again ({0}): lib_due.lua."""
+        while True:
+            reply = self._run(script, args)
+            if reply[0]:
+                return list(reply[1:])
 
     @property
     def outstanding(self) -> int:
@@ -52,7 +60,7 @@ class OperatorViews:
         """The ``n`` live conversations nearest their deadlines, nearest first."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be a non-negative int, got {n!r:.80}")
-        reply = self._run(self._scripts.deadlines, [n]) if n else []
+        reply = self._complete(self._scripts.deadlines, [n])[0] if n else []
         return [
             (decode_id(reply[i]), to_datetime(float(reply[i + 1]))) for i in range(0, len(reply), 2)
         ]

@@ -47,46 +47,61 @@ if #lapsed > 0 then
   end
 end
 
--- 2. Past due: deadline < now. They are the lowest ranks of D, so they leave D in one call;
--- every other structure is written with one call per batch too (a call costs about a
--- microsecond in a script, as much as the rest of the work on one record).
+-- 2. Past due: the lowest indexes of D below now (see lib_due): confirmed past due first, then
+-- those not known, whose records say whether they are past due (claimed) or live with their
+-- index behind (put right: their index becomes their deadline, after now). They are the lowest
+-- ranks of D, so they leave D in one call; every other structure is written with one call per
+-- batch too (a call costs about a microsecond in a script, as much as the rest of the work on
+-- one record). An index put right counts as work against the limit, as a claim does.
+local fixed = 0
 local room = limit - #out - #dead
 if room > 0 then
   local due = redis.call('ZRANGE', D, '-inf', '(' .. horizon, 'BYSCORE', 'LIMIT', 0, room)
   if #due > 0 then
     local raws = redis.call('HMGET', C, unpack(due))
-    local claimed, leases, unwarn = {}, {}, {}
+    local claimed, leases, unwarn, gone, live = {}, {}, {}, {}, {}
     local until_ = fmt(now + LEASE)
     for n, cid in ipairs(due) do
       local raw = raws[n]
       if raw then
         local r = rec_read(raw)
-        local blob = claimed_blob(cid, r, due_reason(r))
-        local inc = fmt(r.i)
-        claimed[#claimed + 1] = inc
-        claimed[#claimed + 1] = blob
-        leases[#leases + 1] = until_
-        leases[#leases + 1] = inc
-        if r.w > 0 then
-          unwarn[#unwarn + 1] = cid
+        local d = deadline(r)
+        if now > d then
+          local blob = claimed_blob(cid, r, due_reason(r))
+          local inc = fmt(r.i)
+          claimed[#claimed + 1] = inc
+          claimed[#claimed + 1] = blob
+          leases[#leases + 1] = until_
+          leases[#leases + 1] = inc
+          gone[#gone + 1] = cid
+          if r.w > 0 then
+            unwarn[#unwarn + 1] = cid
+          end
+          out[#out + 1] = blob
+        else
+          live[#live + 1] = fmt(d)
+          live[#live + 1] = cid
         end
-        out[#out + 1] = blob
       end
     end
     if #claimed > 0 then
       redis.call('HSET', K, unpack(claimed))
       redis.call('ZADD', L, unpack(leases))
+      redis.call('HDEL', C, unpack(gone))
     end
     if #unwarn > 0 then
       redis.call('ZREM', W, unpack(unwarn))
     end
-    redis.call('HDEL', C, unpack(due))
     redis.call('ZREMRANGEBYRANK', D, 0, #due - 1)
+    if #live > 0 then
+      redis.call('ZADD', D, unpack(live))
+      fixed = #live / 2
+    end
   end
 end
 
 -- 3. Warnings: warning time <= now, for those not yet warned.
-room = limit - #out - #dead
+room = limit - #out - #dead - fixed
 if room > 0 then
   local due = redis.call('ZRANGE', W, '-inf', horizon, 'BYSCORE', 'LIMIT', 0, room)
   if #due > 0 then
@@ -99,11 +114,11 @@ if room > 0 then
         if r.f % 2 == 0 then
           r.f = r.f + WARNED
         end
-        local fixed = rec_fixed(r) .. r.m
+        local rec = rec_fixed(r) .. r.m
         records[#records + 1] = cid
-        records[#records + 1] = fixed
+        records[#records + 1] = rec
         warned[#warned + 1] = cid
-        warned[#warned + 1] = fixed
+        warned[#warned + 1] = rec
       end
     end
     if #records > 0 then
@@ -114,7 +129,7 @@ if room > 0 then
 end
 
 local more = 0
-if #out + #warned / 2 + #dead >= limit then
+if #out + #warned / 2 + #dead + fixed >= limit then
   more = 1
 end
 local next_warning = ''

@@ -1,10 +1,9 @@
--- count: live conversations (deadline not passed), O(log n).
--- needs: clock
+-- count: live conversations (deadline not passed). Reply: {1, count}, or {0} when it put right
+-- RESOLVE indexes and there may be more (see due): the caller calls again.
+-- needs: clock, due
 
 local now, ahead = clock()
-local t = fmt(now)
-local first = redis.call('ZRANGE', D, 0, 0, 'WITHSCORES')
-if #first > 0 and tonumber(first[2]) < now then
-  seen_due(now, ahead)
+if not resolve(now, ahead) then
+  return { 0 }
 end
-return redis.call('ZCOUNT', D, t, '+inf')
+return { 1, redis.call('ZCOUNT', D, fmt(now), '+inf') }

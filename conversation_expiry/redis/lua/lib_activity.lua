@@ -2,9 +2,10 @@
 -- needs: record
 
 -- Record activity at `now`: last moves forward only; a warning stands until the deadline
--- leaves the warning window. Writes the record, its deadline and its warning time; returns
--- the record as written.
-local function activity(cid, r, now, extend)
+-- leaves the warning window. Writes the record and its warning time, and its deadline in D
+-- when `index` (a start must: its ttl may have shortened the deadline; a touch only moves it
+-- later, and D may keep an earlier one: see due); returns the record as written.
+local function activity(cid, r, now, extend, index)
   if extend and now > r.l then
     r.l = now
   end
@@ -21,6 +22,8 @@ local function activity(cid, r, now, extend)
   end
   local rec = rec_fixed(r) .. r.m
   redis.call('HSET', C, cid, rec)
-  redis.call('ZADD', D, fmt(d), cid)
+  if index then
+    redis.call('ZADD', D, fmt(d), cid)
+  end
   return rec
 end

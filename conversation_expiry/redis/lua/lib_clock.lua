@@ -1,38 +1,52 @@
 -- clock: the store's time, never below the namespace's high-water mark, and the kind of time
 -- the namespace runs on.
 --
--- M 'hw' is a time calls acted on. A call decides on max(its reading, hw), so a server clock
--- stepped back or a failover to a lagging replica delays expiry, never hastens it. Calls that
--- start, claim, end, hold or renew record their time. Reads and touches, the calls made most,
--- write no mark while what they see is live: they record their time only when they saw
--- something past due (so that no reading from before can see it live again), and a touch
--- keeps its time in the record it changes, whose last activity only moves forward; nothing
--- they decided can be undone by an earlier reading.
+-- The mark is C's field MARK ('\255': no id can be it, UTF-8 never has the byte 0xff), so that
+-- a touch reads it with the record in one HMGET. Its value is the kind ('s' server, 'd'
+-- driven) then the time, e.g. 's1764642000123456'; it is written by the namespace's first
+-- write and never deleted, so C holds HLEN(C) - 1 records once it exists.
 --
--- M 'time' is the kind of time that decides in the namespace: 'server' (TIME) or 'driven' (a
--- manager's own clock, a ManualClock in tests, as ARGV[1]). The two have nothing in common: a
--- driven clock an hour ahead would push the mark an hour past the server's time (every
--- conversation expires at once for the processes on server time, whose time then stands
--- still). So a call of the other kind fails while the namespace has conversations (live or
--- claimed); on an empty one it starts afresh on its own kind, recorded by its first write.
+-- The time in the mark (hw) is a time calls acted on. A call decides on max(its reading, hw),
+-- so a server clock stepped back or a failover to a lagging replica delays expiry, never
+-- hastens it. Calls that start, claim, end, hold or renew record their time. Reads and touches,
+-- the calls made most, write no mark while what they see is live: they record their time only
+-- when they saw something past due (so that no reading from before can see it live again),
+-- and a touch keeps its time in the record it changes, whose last activity only moves forward;
+-- nothing they decided can be undone by an earlier reading. They still read the mark: a
+-- reading below it (the clock went back) must neither find live a conversation that a call at
+-- the mark already found past due, nor give it a deadline that the mark has already passed.
+--
+-- The kind is what decides in the namespace: server time (TIME) or driven time (a manager's
+-- own clock, a ManualClock in tests, as AT). The two have nothing in common: a driven
+-- clock an hour ahead would push the mark an hour past the server's time (every conversation
+-- expires at once for the processes on server time, whose time then stands still). So a call
+-- of the other kind fails while the namespace has conversations (live or claimed); on an empty
+-- one it starts afresh on its own kind, recorded by its first write.
 
-local KIND = ARGV[1] == '' and 'server' or 'driven'
-local recorded = false -- the namespace's kind as recorded (false: none yet); set by clock()
+local MARK = '\255'
+local KIND = AT == '' and 's' or 'd'
+local recorded = false -- the namespace's kind as recorded (false: none yet); set by clock_of()
 
-local function clock()
-  local m = redis.call('HMGET', M, 'hw', 'time')
-  local hw = tonumber(m[1]) or 0
-  recorded = m[2]
-  if recorded and recorded ~= KIND then
-    if redis.call('HLEN', C) > 0 or (K and redis.call('HLEN', K) > 0) then
-      error({ err = 'TIMEKIND the namespace runs on ' .. recorded .. ' time, this call on '
-        .. KIND .. ' time' })
+-- The time from `mk`, the mark's value as read from C (false: none yet): (now, ahead), ahead
+-- when the reading is above the mark.
+local function clock_of(mk)
+  local hw = 0
+  recorded = false
+  if mk then
+    recorded = string.sub(mk, 1, 1)
+    hw = tonumber(string.sub(mk, 2))
+    if recorded ~= KIND then
+      if redis.call('HLEN', C) > 1 or (K and redis.call('HLEN', K) > 0) then
+        local names = { s = 'server', d = 'driven' }
+        error({ err = 'TIMEKIND the namespace runs on ' .. names[recorded] .. ' time, this '
+          .. 'call on ' .. names[KIND] .. ' time' })
+      end
+      recorded, hw = false, 0 -- empty: this kind takes over, and the old mark means nothing to it
     end
-    recorded, hw = false, 0 -- empty: this kind takes over, and the old mark means nothing to it
   end
   local t
-  if KIND == 'driven' then
-    t = tonumber(ARGV[1])
+  if KIND == 'd' then
+    t = tonumber(AT)
   else
     local tm = redis.call('TIME')
     t = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
@@ -43,14 +57,14 @@ local function clock()
   return t, true
 end
 
--- Record `t` as the mark (with this call's kind, when the namespace has none recorded yet).
+local function clock()
+  return clock_of(redis.call('HGET', C, MARK))
+end
+
+-- Record `t` as the mark, with this call's kind.
 local function mark(t)
-  if recorded then
-    redis.call('HSET', M, 'hw', fmt(t))
-  else
-    redis.call('HSET', M, 'hw', fmt(t), 'time', KIND)
-    recorded = KIND
-  end
+  redis.call('HSET', C, MARK, KIND .. fmt(t))
+  recorded = KIND
 end
 
 -- For scripts that act on the time: it is recorded, so no later call decides on an earlier one.

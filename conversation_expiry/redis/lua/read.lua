@@ -2,8 +2,9 @@
 -- Reply: {record, now}, or {} when unknown or past due.
 -- needs: clock, record
 
-local now, ahead = clock()
-local raw = redis.call('HGET', C, ARGV[2])
+local got = redis.call('HMGET', C, ARGV[2], MARK)
+local raw = got[1]
+local now, ahead = clock_of(got[2])
 if not raw then
   return {}
 end

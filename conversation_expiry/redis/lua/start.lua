@@ -4,7 +4,7 @@
 -- [8] default ttl, [9] max_age (0: none), [10] warning_before (0: none), [11] capacity
 -- (0: none), [12] '1' if metadata is given, [13] metadata.
 -- Reply: {started 0/1, record, now, {claimed records}}.
--- needs: clock, activity, claims, replay
+-- needs: clock, activity, claims, replay, due
 
 local seen = replay()
 if seen then
@@ -27,7 +27,7 @@ if raw then
         r.m = ARGV[13]
       end
     end
-    local rec = activity(cid, r, now, extend)
+    local rec = activity(cid, r, now, extend, true)
     -- Nothing started or claimed: running this twice is two activities, no need to remember.
     return { 0, rec, fmt(now), out }
   end
@@ -35,12 +35,17 @@ if raw then
 end
 
 -- At capacity: the conversation nearest its deadline makes room (past-due ones first, with
--- their own reason). Bounded per call, so a capacity lowered by another process is reached
--- over several registrations rather than in one long script.
+-- their own reason). The lowest index of D is the nearest deadline once it is its record's
+-- deadline (every other index is at or above it, and a deadline is at or above its index): an
+-- index left behind by touches (see due) is put right and the lowest looked at again, up to
+-- RESOLVE of them per call, after which the lowest index is taken as it is (a capacity reached
+-- by a burst of touched, then idle, conversations: room is made, in nearly deadline order).
+-- Bounded per call, so a capacity lowered by another process is reached over several
+-- registrations rather than in one long script. C holds the mark too (now_rw wrote it).
 local cap = tonumber(ARGV[11])
 if cap > 0 then
-  local room = 64
-  while room > 0 and redis.call('HLEN', C) >= cap do
+  local room, fixes = 64, 0
+  while room > 0 and redis.call('HLEN', C) - 1 >= cap do
     local first = redis.call('ZRANGE', D, 0, 0, 'WITHSCORES')
     if #first == 0 then
       break
@@ -49,15 +54,21 @@ if cap > 0 then
     local vraw = redis.call('HGET', C, victim)
     if vraw then
       local v = rec_read(vraw)
-      local reason = EVICTED
-      if now > tonumber(first[2]) then
-        reason = due_reason(v)
+      local d = deadline(v)
+      if now > d then
+        claim_one(victim, v, due_reason(v), now, out)
+        room = room - 1
+      elseif tonumber(first[2]) < d and fixes < RESOLVE then
+        redis.call('ZADD', D, fmt(d), victim)
+        fixes = fixes + 1
+      else
+        claim_one(victim, v, EVICTED, now, out)
+        room = room - 1
       end
-      claim_one(victim, v, reason, now, out)
     else
-      redis.call('ZREM', D, victim) -- a deadline without a record: never written, but harmless
+      redis.call('ZREM', D, victim) -- an index without a record: never written, but harmless
+      room = room - 1
     end
-    room = room - 1
   end
 end
 
@@ -72,7 +83,7 @@ local r = {
   c = now, l = now, t = tonumber(ttl), a = tonumber(ARGV[9]), w = tonumber(ARGV[10]),
   i = redis.call('HINCRBY', M, 'inc', 1), f = 0, m = md,
 }
-local reply = { 1, activity(cid, r, now, false), fmt(now), out }
+local reply = { 1, activity(cid, r, now, false, true), fmt(now), out }
 if #out > 0 then
   -- What was claimed must reach this process even if the reply is lost. A plain start is not
   -- remembered (a key per registration would double the memory of a burst of them): run
