@@ -14,7 +14,7 @@ after it, every id of an earlier bucket at or before it. An id last active stric
 one clock reading: a hand-moved clock, a bulk load) are told apart by identity: an id whose
 last activity *equals* its bucket's bound holds that very float object as its last-activity
 time (``put`` returns the object to store), and ``at`` maps ``id(bound)`` to the bucket. So a
-lookup is a bisection plus at most one dict probe, however many buckets share one time.
+lookup is one dict probe (a tie) or a bisection, however many buckets share one time.
 
 The chain also counts the ids at its head known to be past a TTL deadline: those are exactly
 the ids past due at ``mark_now`` (the buckets ``[head, mark)``; they never move again, activity
@@ -134,22 +134,20 @@ class Chain:
 
     def find(self, cid: str, last: float) -> dict[str, float] | None:
         """The bucket holding ``cid`` (last active at ``last``, the object the store keeps)."""
-        los = self.los
-        head = self.head
-        i = bisect_right(los, last, head) - 1
-        if i < head:
-            return None
-        if los[i] < last:
-            b = self.bks[i]
-        else:  # at a bound: that bound's own bucket if it is the very object, else the one before
-            hit = self.at.get(id(last))
-            if hit is not None and hit[0] is last:
-                b = hit[1]
-            else:
+        hit = self.at.get(id(last))
+        if hit is not None and hit[0] is last:  # a bound itself: that bound's bucket
+            b = hit[1]
+        else:
+            los = self.los
+            head = self.head
+            i = bisect_right(los, last, head) - 1
+            if i < head:
+                return None
+            if not los[i] < last:  # equal to a bound, not that object: the bucket before
                 i = bisect_left(los, last, head) - 1
                 if i < head:
                     return self._search(cid)
-                b = self.bks[i]
+            b = self.bks[i]
         return b if cid in b else self._search(cid)
 
     def _search(self, cid: str) -> dict[str, float] | None:

@@ -3,8 +3,9 @@
 The bookkeeping is :class:`~conversation_expiry._book.Book` (sweeps: ``_sweeps.Ledger``); this
 class adds the lock (``_rwlock``), the store's time and the protocol. ``touch``, ``get`` and
 ``is_live`` are the request path, so they are written out here in full (the reference versions
-are ``Book._live`` / ``Book._activity``, ``Book._get`` and ``Book._is_live``;
-``tests/test_store_contract.py`` runs both paths).
+are ``Book._live`` / ``Book._activity``, which use ``Chain.find`` / ``Chain.move``, ``Book._get``
+and ``Book._is_live``; ``tests/test_memory_buckets.py`` checks that both give the same states
+and the same bucket layout, and ``tests/test_store_contract.py`` runs both paths).
 
 Time is the manager's clock, read *before* the lock is taken (a clock that stalls its caller
 must not stall everyone) and checked under it against the latest reading the store acted on: an
@@ -151,13 +152,13 @@ class MemoryStore(Ledger):
                 cur[cid] = created  # to its end
                 self._last[cid] = last = now if now > lo else lo
             else:  # Chain.find, take and put, inlined (a live id is never counted past due)
-                los = chain.los
-                i = bisect_right(los, last, chain.head) - 1
-                if los[i] < last:
-                    b = chain.bks[i]
-                else:  # at a bucket's bound: that bound's bucket if it is the very object
-                    hit = chain.at.get(id(last))
-                    b = hit[1] if hit is not None and hit[0] is last else _found(chain, cid, last)
+                hit = chain.at.get(id(last))
+                if hit is not None and hit[0] is last:  # at a bucket's bound: that very object
+                    b = hit[1]
+                else:
+                    los = chain.los
+                    i = bisect_right(los, last, chain.head) - 1
+                    b = chain.bks[i] if los[i] < last else _found(chain, cid, last)
                 got = b.pop(cid, None)
                 created = _found(chain, cid, last).pop(cid) if got is None else got
                 if chain.room <= 0:
@@ -194,13 +195,13 @@ class MemoryStore(Ledger):
             if last > lo or last is lo:  # as in touch
                 created = chain.cur[cid]
             else:
-                los = chain.los
-                i = bisect_right(los, last, chain.head) - 1
-                if los[i] < last:
-                    b = chain.bks[i]
+                hit = chain.at.get(id(last))
+                if hit is not None and hit[0] is last:
+                    b = hit[1]
                 else:
-                    hit = chain.at.get(id(last))
-                    b = hit[1] if hit is not None and hit[0] is last else _found(chain, cid, last)
+                    los = chain.los
+                    i = bisect_right(los, last, chain.head) - 1
+                    b = chain.bks[i] if los[i] < last else _found(chain, cid, last)
                 got = b.get(cid)
                 created = _found(chain, cid, last)[cid] if got is None else got
             return _tuple_new(

@@ -97,6 +97,8 @@ def test_the_inlined_touch_and_get_agree_with_the_reference_methods() -> None:
         for cid in rng.sample(live, min(len(live), 400)):
             assert inline.touch(cid, True) == reference_touch(reference, cid, t)
             assert inline.get(cid) == reference._get(cid, t, OFFSET)
+        for cid in rng.sample(ids, 50):
+            assert inline.is_live(cid) == reference._is_live(cid, t)
         assert order(inline._fresh) == order(reference._fresh)
         assert inline._last == reference._last
     for cid in live:  # the same float object where it tells ties apart
