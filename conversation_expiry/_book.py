@@ -71,6 +71,7 @@ class Book:
         self._default = Queue(policy.ttl, self._last)
         self._fresh = self._default.fresh
         self._queues: dict[float, Queue] = {policy.ttl: self._default}
+        self._near: tuple[str, Chain, dict[str, float]] = ("", self._fresh, {})
 
     def _ttl_for(self, cid: str) -> float:
         return self._ttl_of.get(cid, self._ttl) if self._ttl_of else self._ttl
@@ -96,14 +97,21 @@ class Book:
 
     def _where(self, cid: str, last: float, ttl: float) -> tuple[Chain, dict[str, float]]:
         """The chain and bucket of a known ``cid``."""
+        near = self._near  # the last one found: a call that checks, then moves, looks once
+        if near[0] is cid and cid in near[2]:
+            return near[1], near[2]
         q = self._queues[ttl]
+        chain = q.fresh
+        b = None
         if self._warned and cid in self._warned:  # warned ones may be on either chain
             b = q.warned.find(cid, last)
             if b is not None:
-                return q.warned, b
-        b = q.fresh.find(cid, last)
-        assert b is not None, cid
-        return q.fresh, b
+                chain = q.warned
+        if b is None:
+            b = chain.find(cid, last)
+            assert b is not None, cid
+        self._near = (cid, chain, b)
+        return chain, b
 
     def _created(self, cid: str, last: float, ttl: float) -> float:
         return self._where(cid, last, ttl)[1][cid]
