@@ -1,42 +1,57 @@
-"""The in-memory store's bookkeeping, without locking: entries on per-TTL rings.
+"""The in-memory store's bookkeeping, without locking: ids in per-TTL chains of untracked dicts.
 
-Each TTL has a queue: a ring threaded through the entries in order of last activity, so its head
-is always the next to expire. Activity moves an entry to the tail (O(1), no dict writes, so no
-dict resize on the hot path); a sweep walks from the heads and stops at the first live entry,
-costing what expires, not what lives. With warnings configured a queue has a second ring for the
-entries already warned, so a sweep never walks them again. ``max_age`` deadlines follow creation
-order, which is the id map's own insertion order.
+Every conversation is an entry of the id -> last activity dict and of one bucket of a chain
+(``_buckets.Chain``: small dicts id -> created time, in order of last activity): only str and
+float, so the cyclic GC never visits a conversation (a layout with one Python object each paused
+every full collection ~0.1-1 us per conversation). Each TTL has a queue of two chains: ``fresh``
+(not warned) and ``warned`` (already warned, so a sweep never walks them again). Activity
+updates the last-activity dict in place (no dict resize on the hot path, and its insertion order
+stays creation order, which ``max_age`` deadlines follow) and moves the id to the tail of its
+chain; a sweep takes from the heads, costing what expires, not what lives.
 
 Rarely used fields (custom TTLs, warnings, metadata, the incarnation of a conversation that has
-cleanups) live in side maps keyed by id, which keeps an entry at five slots: the memory target is
-per conversation. Every method here expects the caller (``MemoryStore``) to hold the lock, and
-to pass store time that never runs backwards (the rings' order and the tallies rely on it).
+cleanups) live in side maps keyed by id. Every method here expects the caller (``MemoryStore``)
+to hold the lock, and to pass store time that never runs backwards (the chains' order and their
+past-due counts rely on it).
 """
 
 from __future__ import annotations
 
 import math
-from itertools import count, islice
+from itertools import count
 
+from ._buckets import Chain
 from ._errors import ConversationExpiredError, ConversationNotFoundError
-from ._rings import Entry, Queue, append, unlink
 from ._state import ConversationState, ExpiryReason
 from ._store import Departures, Policy, new_state
 
-__all__ = ["Book"]
+__all__ = ["Book", "Queue"]
 
-_tuple_new = tuple.__new__
 _EXPIRED = ExpiryReason.EXPIRED
 _MAX_AGE = ExpiryReason.MAX_AGE
 # Incarnations of held conversations, unique across every store of the process.
 _incarnations = count(1)
 
 
+class Queue:
+    """The conversations of one TTL: not yet warned, and warned (in order of deadline)."""
+
+    __slots__ = ("fresh", "ttl", "warned")
+
+    def __init__(self, ttl: float, last: dict[str, float]) -> None:
+        self.ttl = ttl
+        self.fresh = Chain(last, ttl)
+        self.warned = Chain(last, ttl)
+
+    def past(self, now: float) -> int:
+        return self.fresh.advance(self.ttl, now) + self.warned.advance(self.ttl, now)
+
+
 class Book:
-    """Conversations, their rings and side maps; not thread-safe on its own."""
+    """Conversations, their chains and side maps; not thread-safe on its own."""
 
     def __init__(self) -> None:
-        self._entries: dict[str, Entry] = {}
+        self._last: dict[str, float] = {}  # id -> last activity, in order of creation
         self._ttl_of: dict[str, float] = {}
         self._warned: set[str] = set()
         self._held: dict[str, int] = {}  # id -> incarnation, for those with cleanups
@@ -53,50 +68,70 @@ class Book:
         self._warn = policy.warning_before
         self._capacity = policy.max_conversations
         self._plain = policy.max_age is None and policy.warning_before is None
-        self._default = Queue(policy.ttl)
+        self._default = Queue(policy.ttl, self._last)
+        self._fresh = self._default.fresh
         self._queues: dict[float, Queue] = {policy.ttl: self._default}
+        self._near: tuple[str, Chain, dict[str, float]] = ("", self._fresh, {})
 
     def _ttl_for(self, cid: str) -> float:
         return self._ttl_of.get(cid, self._ttl) if self._ttl_of else self._ttl
 
-    def _deadline(self, e: Entry, ttl: float) -> float:
-        deadline = e.last + ttl
+    def _deadline(self, created: float, last: float, ttl: float) -> float:
+        deadline = last + ttl
         if self._max_age is not None:
-            capped = e.created + self._max_age
+            capped = created + self._max_age
             if capped < deadline:
                 return capped
         return deadline
 
-    def _reason(self, e: Entry, ttl: float) -> ExpiryReason:
-        if self._max_age is not None and e.created + self._max_age < e.last + ttl:
+    def _reason(self, created: float, last: float, ttl: float) -> ExpiryReason:
+        if self._max_age is not None and created + self._max_age < last + ttl:
             return _MAX_AGE
         return _EXPIRED
 
     def _queue(self, ttl: float) -> Queue:
         q = self._queues.get(ttl)
         if q is None:
-            q = self._queues[ttl] = Queue(ttl)
+            q = self._queues[ttl] = Queue(ttl, self._last)
         return q
 
+    def _where(self, cid: str, last: float, ttl: float) -> tuple[Chain, dict[str, float]]:
+        """The chain and bucket of a known ``cid``."""
+        near = self._near  # the last one found: a call that checks, then moves, looks once
+        if near[0] is cid and cid in near[2]:
+            return near[1], near[2]
+        q = self._queues[ttl]
+        chain = q.fresh
+        b = None
+        if self._warned and cid in self._warned:  # warned ones may be on either chain
+            b = q.warned.find(cid, last)
+            if b is not None:
+                chain = q.warned
+        if b is None:
+            b = chain.find(cid, last)
+            assert b is not None, cid
+        self._near = (cid, chain, b)
+        return chain, b
+
+    def _created(self, cid: str, last: float, ttl: float) -> float:
+        return self._where(cid, last, ttl)[1][cid]
+
     def _state(
-        self, e: Entry, ttl: float, offset: float, active: bool = True
+        self, cid: str, created: float, last: float, ttl: float, offset: float, active: bool = True
     ) -> ConversationState:
-        cid = e.cid
         warned = bool(self._warned) and cid in self._warned
         meta = self._meta.get(cid) if self._meta else None
-        return new_state(
-            cid, e.created, e.last, self._deadline(e, ttl), active, warned, offset, meta
-        )
+        deadline = self._deadline(created, last, ttl)
+        return new_state(cid, created, last, deadline, active, warned, offset, meta)
 
-    def _remove(self, e: Entry, reason: ExpiryReason, offset: float, out: Departures) -> None:
-        cid = e.cid
+    def _remove(self, cid: str, reason: ExpiryReason, offset: float, out: Departures) -> None:
         ttl = self._ttl_for(cid)
-        out.states.append(self._state(e, ttl, offset, active=False))
+        last = self._last[cid]
+        chain, b = self._where(cid, last, ttl)
+        created = chain.take(b, cid, last)
+        out.states.append(self._state(cid, created, last, ttl, offset, active=False))
         out.reasons.append(reason)
-        if out.now > e.last + ttl:  # counted as past due by its queue's tally, maybe
-            self._queue(ttl).dropped(e, out.now)
-        unlink(e)
-        del self._entries[cid]
+        del self._last[cid]
         if self._ttl_of:
             self._ttl_of.pop(cid, None)
             self._seq.pop(cid, None)
@@ -111,48 +146,60 @@ class Book:
             if token is not None:
                 out.tokens[cid] = token
 
-    def _live(self, cid: str, now: float) -> tuple[Entry, float]:
-        e = self._entries.get(cid)
-        if e is None:
+    def _live(self, cid: str, now: float) -> tuple[float, float, float]:
+        """(created, last, ttl) of a live ``cid``; raises if unknown or past due."""
+        last = self._last.get(cid)
+        if last is None:
             raise ConversationNotFoundError(cid)
         ttl = self._ttl_for(cid)
-        if now > self._deadline(e, ttl):
+        created = self._created(cid, last, ttl)
+        if now > self._deadline(created, last, ttl):
             raise ConversationExpiredError(cid)
-        return e, ttl
+        return created, last, ttl
 
-    def _activity(self, e: Entry, ttl: float, now: float) -> None:
-        if now > e.last:
-            e.last = now
-        unlink(e)
-        append((self._default if ttl == self._ttl else self._queue(ttl)).fresh, e)
+    def _activity(self, cid: str, last: float, ttl: float, new_ttl: float, now: float) -> float:
+        """Move ``cid`` (in the queue of ``ttl``) to the tail of the queue of ``new_ttl``."""
+        chain, b = self._where(cid, last, ttl)
+        created = b[cid]
+        at = now if now > last else last
+        to = self._fresh if new_ttl == self._ttl else self._queue(new_ttl).fresh
+        if to is chain:
+            last = chain.move(b, cid, at)
+        else:
+            chain.take(b, cid, last)
+            last = to.put(cid, created, at)
+        self._last[cid] = last
         if self._ttl_of:
-            self._seq[e.cid] = next(self._ticks)
+            self._seq[cid] = next(self._ticks)
         # A warning stands until activity moves the deadline out of the warning window (with
-        # max_age it may not); a still-warned entry is moved to its warned list by the next sweep.
-        if self._warned and e.cid in self._warned:
+        # max_age it may not); a still-warned id is moved to its warned chain by the next sweep.
+        if self._warned and cid in self._warned:
             assert self._warn is not None
-            if self._deadline(e, ttl) - self._warn > now:
-                self._warned.discard(e.cid)
+            if self._deadline(created, last, new_ttl) - self._warn > now:
+                self._warned.discard(cid)
+        return last
 
-    def _victim(self, now: float) -> tuple[Entry, ExpiryReason]:
+    def _victim(self, now: float) -> tuple[str, ExpiryReason]:
         """Whom to remove at capacity: one already past due if any, else the least recently
         active. Past-due ones are at the heads of the queues or, for max_age, first created."""
-        oldest: Entry | None = None
+        oldest: str | None = None
         oldest_key = (math.inf, 0)
         seq = self._seq
         for q in self._queues.values():
-            for ring in (q.warned, q.fresh):
-                head = ring.next
-                if head is ring:
+            for chain in (q.warned, q.fresh):
+                head = chain.first()
+                if head is None:
                     continue
-                if now > self._deadline(head, q.ttl):
-                    return head, self._reason(head, q.ttl)
-                key = (head.last, seq.get(head.cid, -1))  # unstamped: active before any stamp
+                last = self._last[head]
+                created = chain.head_bucket()[head]
+                if now > self._deadline(created, last, q.ttl):
+                    return head, self._reason(created, last, q.ttl)
+                key = (last, seq.get(head, -1))  # unstamped: active before any stamp
                 if key < oldest_key:
                     oldest, oldest_key = head, key
         if self._max_age is not None:
-            first = next(iter(self._entries.values()))
-            if now > first.created + self._max_age:
+            first = next(iter(self._last))
+            if now > self._created(first, self._last[first], self._ttl_for(first)) + self._max_age:
                 return first, _MAX_AGE
         assert oldest is not None
         return oldest, ExpiryReason.EVICTED
@@ -167,36 +214,35 @@ class Book:
         out: Departures,
         meta: str | None = None,
     ) -> tuple[ConversationState, bool]:
-        e = self._entries.get(cid)
-        if e is not None:
+        last = self._last.get(cid)
+        if last is not None:
             old_ttl = self._ttl_for(cid)
-            if now <= self._deadline(e, old_ttl):
+            created = self._created(cid, last, old_ttl)
+            if now <= self._deadline(created, last, old_ttl):
+                new_ttl = old_ttl
                 if ttl is not None and ttl != old_ttl:
                     self._set_ttl(cid, ttl)
-                    old_ttl = ttl
+                    new_ttl = ttl
                 if meta is not None:
                     self._set_meta(cid, meta)
-                if extend:
-                    self._activity(e, old_ttl, now)
-                return self._state(e, old_ttl, offset), False
-            self._remove(e, self._reason(e, old_ttl), offset, out)
+                if extend or new_ttl != old_ttl:  # (a new TTL always comes with activity)
+                    last = self._activity(cid, last, old_ttl, new_ttl, now)
+                return self._state(cid, created, last, new_ttl, offset), False
+            self._remove(cid, self._reason(created, last, old_ttl), offset, out)
         if self._capacity is not None:
-            while len(self._entries) >= self._capacity:
+            while len(self._last) >= self._capacity:
                 victim, reason = self._victim(now)
                 self._remove(victim, reason, offset, out)
-        e = Entry()
-        e.cid = cid
-        e.created = e.last = now
         effective = self._ttl if ttl is None else ttl
         if effective != self._ttl:
             self._ttl_of[cid] = effective
         if self._ttl_of:
             self._seq[cid] = next(self._ticks)
-        append((self._default if effective == self._ttl else self._queue(effective)).fresh, e)
-        self._entries[cid] = e
+        to = self._fresh if effective == self._ttl else self._queue(effective).fresh
+        self._last[cid] = to.put(cid, now, now)
         if meta is not None:
             self._set_meta(cid, meta)
-        return self._state(e, effective, offset), True
+        return self._state(cid, now, now, effective, offset), True
 
     def _set_meta(self, cid: str, meta: str) -> None:
         if meta == "{}":
@@ -210,162 +256,49 @@ class Book:
         elif self._ttl_of.pop(cid, None) is not None and not self._ttl_of:
             self._seq.clear()
 
-    def _collect_plain(self, now: float, offset: float, limit: int) -> Departures:
-        # One TTL, no max_age, no warnings: the expired entries are a prefix of the ring. This
-        # is most of a sweep's cost per conversation, so it is written out.
-        ring = self._default.fresh
-        ttl = self._ttl
-        entries = self._entries
-        states: list[ConversationState] = []
-        append = states.append
-        e = ring.next
-        n = 0
-        while n < limit:
-            last = e.last  # the sentinel's is +inf: the walk stops there by itself
-            if now <= last + ttl:
-                break
-            cid = e.cid
-            fields = (cid, e.created, last, last + ttl, False, False, offset, None)
-            append(_tuple_new(ConversationState, fields))
-            del entries[cid]
-            nxt = e.next
-            e.next = ring  # no reference cycles among the removed: refcounting frees them
-            e = nxt
-            n += 1
-        ring.next = e
-        e.prev = ring
-        self._default.fresh_tally.dropped_head(ring, n)
-        tokens: dict[str, int] = {}
-        if self._held or self._meta:
-            self._forget_side(states, tokens)
-        return Departures(states, [_EXPIRED] * n, tokens, now)
-
-    def _forget_side(self, states: list[ConversationState], tokens: dict[str, int]) -> None:
-        # The plain walk builds states without metadata; those that had some get it back here.
-        held, meta = self._held, self._meta
-        for i, state in enumerate(states):
-            cid = state[0]
-            token = held.pop(cid, None) if held else None
-            if token is not None:
-                tokens[cid] = token
-            text = meta.pop(cid, None) if meta else None
-            if text is not None:
-                states[i] = _tuple_new(ConversationState, (*state[:7], text))
-
-    def _collect_warnings(
-        self, now: float, offset: float, limit: int, out: list[ConversationState]
-    ) -> None:
-        assert self._warn is not None
-        for q in self._queues.values():
-            ring = q.fresh
-            e = ring.next
-            while e is not ring and len(out) < limit:
-                if e.last + q.ttl - self._warn > now:
-                    break
-                nxt = e.next
-                unlink(e)
-                append(q.warned, e)
-                if e.cid not in self._warned:
-                    self._warned.add(e.cid)
-                    out.append(self._state(e, q.ttl, offset))
-                e = nxt
-        if self._max_age is not None:
-            for e in self._entries.values():
-                if len(out) >= limit or e.created + self._max_age - self._warn > now:
-                    break
-                if e.cid not in self._warned:
-                    self._warned.add(e.cid)
-                    out.append(self._state(e, self._ttl_for(e.cid), offset))
-
     def _get(self, cid: str, now: float, offset: float) -> ConversationState | None:
-        e = self._entries.get(cid)
-        if e is None:
+        last = self._last.get(cid)
+        if last is None:
             return None
         ttl = self._ttl_for(cid)
-        if now > self._deadline(e, ttl):
+        created = self._created(cid, last, ttl)
+        if now > self._deadline(created, last, ttl):
             return None
-        return self._state(e, ttl, offset)
+        return self._state(cid, created, last, ttl, offset)
 
     def _is_live(self, cid: str, now: float) -> bool:
-        e = self._entries.get(cid)
-        return e is not None and now <= self._deadline(e, self._ttl_for(cid))
+        last = self._last.get(cid)
+        if last is None:
+            return False
+        ttl = self._ttl_for(cid)
+        if self._max_age is None:
+            return now <= last + ttl
+        return now <= self._deadline(self._created(cid, last, ttl), last, ttl)
 
     def _count(self, now: float) -> int:
         past = 0
-        for q in self._queues.values():  # TTL expiry, from the tallies: amortized O(1)
+        for q in self._queues.values():  # TTL expiry, from the chains' counts: amortized O(1)
             past += q.past(now)
         if self._max_age is not None:  # (walks those capped by max_age: see the README)
-            for e in self._entries.values():
-                if now <= e.created + self._max_age:
+            for cid, last in self._last.items():
+                ttl = self._ttl_for(cid)
+                if now <= self._created(cid, last, ttl) + self._max_age:
                     break
-                if now <= e.last + self._ttl_for(e.cid):  # not counted by its queue
+                if now <= last + ttl:  # not counted by its queue
                     past += 1
-        return len(self._entries) - past
-
-    def _collect(
-        self, now: float, offset: float, limit: int
-    ) -> tuple[Departures, list[ConversationState], bool]:
-        if self._plain and len(self._queues) == 1:
-            removed = self._collect_plain(now, offset, limit)
-            return removed, [], len(removed.states) >= limit
-        removed = Departures([], [], {}, now)
-        warned: list[ConversationState] = []
-        for q in list(self._queues.values()):
-            for ring in (q.warned, q.fresh):
-                e = ring.next
-                while e is not ring and len(removed.states) < limit:
-                    if now <= self._deadline(e, q.ttl):
-                        break
-                    nxt = e.next
-                    self._remove(e, self._reason(e, q.ttl), offset, removed)
-                    e = nxt
-            if q is not self._default and q.fresh.next is q.fresh and q.warned.next is q.warned:
-                del self._queues[q.ttl]  # a TTL nobody uses any more
-        if self._max_age is not None and len(removed.states) < limit:
-            room = limit - len(removed.states)
-            due: list[Entry] = []
-            for e in self._entries.values():
-                if now <= e.created + self._max_age or len(due) >= room:
-                    break
-                due.append(e)
-            for e in due:
-                self._remove(e, _MAX_AGE, offset, removed)
-        if self._warn is not None:
-            self._collect_warnings(now, offset, limit - len(removed.states), warned)
-        return removed, warned, len(removed.states) + len(warned) >= limit
-
-    def _drain(self, now: float, offset: float, limit: int) -> Departures:
-        removed = Departures([], [], {}, now)
-        for e in list(islice(self._entries.values(), limit)):
-            ttl = self._ttl_for(e.cid)
-            if now > self._deadline(e, ttl):
-                self._remove(e, self._reason(e, ttl), offset, removed)
-            else:
-                self._remove(e, ExpiryReason.SHUTDOWN, offset, removed)
-        return removed
-
-    def _next_warning_at(self) -> float | None:
-        assert self._warn is not None
-        due: float | None = None
-        for q in self._queues.values():
-            head = q.fresh.next
-            if head is not q.fresh:
-                at = head.last + q.ttl - self._warn
-                due = at if due is None else min(due, at)
-        if self._max_age is not None:
-            for e in self._entries.values():
-                if e.cid not in self._warned:
-                    at = e.created + self._max_age - self._warn
-                    due = at if due is None else min(due, at)
-                    break
-        return due
+        return len(self._last) - past
 
     def _end(self, cid: str, now: float, offset: float, out: Departures) -> None:
-        e = self._entries.get(cid)
-        if e is not None:
+        last = self._last.get(cid)
+        if last is not None:
             ttl = self._ttl_for(cid)
-            reason = self._reason(e, ttl) if now > self._deadline(e, ttl) else ExpiryReason.ENDED
-            self._remove(e, reason, offset, out)
+            created = self._created(cid, last, ttl)
+            reason = (
+                self._reason(created, last, ttl)
+                if now > self._deadline(created, last, ttl)
+                else ExpiryReason.ENDED
+            )
+            self._remove(cid, reason, offset, out)
 
     def _hold(self, cid: str, now: float) -> int:
         self._live(cid, now)
@@ -373,9 +306,3 @@ class Book:
         if token is None:
             token = self._held[cid] = next(_incarnations)
         return token
-
-    def _next_warning_in(self, now: float) -> float | None:
-        if self._warn is None:
-            return None
-        due = self._next_warning_at()
-        return None if due is None else max(0.0, due - now)

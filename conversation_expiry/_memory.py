@@ -1,9 +1,11 @@
 """The default store: conversations in this process's memory, behind a readerwriterlock lock.
 
-The bookkeeping is :class:`~conversation_expiry._book.Book`; this class adds the lock (``_rwlock``),
-the store's time and the protocol. ``touch`` and ``is_live`` are the request path, so they are
-written out here in full (the reference versions are ``Book._live`` / ``Book._activity`` and
-``Book._is_live``; ``tests/test_store_contract.py`` runs both paths).
+The bookkeeping is :class:`~conversation_expiry._book.Book` (sweeps: ``_sweeps.Ledger``); this
+class adds the lock (``_rwlock``), the store's time and the protocol. ``touch``, ``get`` and
+``is_live`` are the request path, so they are written out here in full (the reference versions
+are ``Book._live`` / ``Book._activity``, which use ``Chain.find`` / ``Chain.move``, ``Book._get``
+and ``Book._is_live``; ``tests/test_memory_buckets.py`` checks that both give the same states
+and the same bucket layout, and ``tests/test_store_contract.py`` runs both paths).
 
 Time is the manager's clock, read *before* the lock is taken (a clock that stalls its caller
 must not stall everyone) and checked under it against the latest reading the store acted on: an
@@ -16,14 +18,17 @@ from __future__ import annotations
 
 import math
 import time
+from bisect import bisect_right
+from threading import active_count
 from typing import Any
 
-from ._book import Book
+from ._buckets import Chain
 from ._clock import PERF_COUNTER, Clock, WallOffset, reader
 from ._errors import ClockError, ConversationExpiredError, ConversationNotFoundError
 from ._rwlock import RWGuard
 from ._state import ConversationState, ExpiryReason
 from ._store import Departures, Policy, Sweep
+from ._sweeps import Ledger
 
 __all__ = ["MemoryStore"]
 
@@ -33,8 +38,16 @@ _LIMIT = 1e12  # seconds: far beyond any date a datetime can show
 _OFFSETS = (float, WallOffset)  # the stock clocks' offsets: always finite
 # A sweep that goes on lets request threads in between batches: CPython hands the GIL to a
 # waiting thread only every 5 ms, and the sweep would retake the lock first. A sleep(0) costs
-# ~0.1 ms, so it is spent when a request thread waited for the lock, or else every 2 ms.
+# ~0.1 ms, so it is spent when a request thread waited for the lock, or else every 2 ms while
+# another thread exists (alone, a sweep has no one to let in).
 _YIELD_EVERY = 0.002
+
+
+def _found(chain: Chain, cid: str, last: float) -> dict[str, float]:
+    """``Chain.find`` for an id known to be on the chain."""
+    b = chain.find(cid, last)
+    assert b is not None, cid
+    return b
 
 
 def _odd_reading(now: object, offset: object, floor: float) -> tuple[float, float]:
@@ -51,7 +64,7 @@ def _odd_reading(now: object, offset: object, floor: float) -> tuple[float, floa
     return (value if value >= floor else floor), off
 
 
-class MemoryStore(Book):
+class MemoryStore(Ledger):
     """Conversations in a dict guarded by a ``readerwriterlock`` lock; the manager's default."""
 
     shared = False
@@ -116,35 +129,46 @@ class MemoryStore(Book):
                 self._floor = now
             else:
                 now, offset = self._checked((now, offset))
-            e = self._entries.get(cid)
-            if e is None:
+            last = self._last.get(cid)
+            if last is None:
                 raise ConversationNotFoundError(cid)
             if not self._plain or self._ttl_of or self._meta:  # (activity is stamped: see Book)
-                ttl = self._ttl_for(cid)
-                if now > self._deadline(e, ttl):
-                    raise ConversationExpiredError(cid)
+                created, last, ttl = self._live(cid, now)
                 if extend:
-                    self._activity(e, ttl, now)
-                return self._state(e, ttl, offset)
-            # No max_age, no warnings, the default TTL: the hot path, inlined.
+                    last = self._activity(cid, last, ttl, ttl, now)
+                return self._state(cid, created, last, ttl, offset)
+            # No max_age, no warnings, the default TTL: the hot path, inlined from Book._live
+            # and Book._activity (one chain: the default queue's fresh one).
             ttl = self._ttl
-            last = e.last
             if now > last + ttl:
                 raise ConversationExpiredError(cid)
-            if extend:
-                e.last = last = now
-                p = e.prev
-                n = e.next
-                p.next = n
-                n.prev = p
-                ring = self._default.fresh
-                p = ring.prev
-                e.prev = p
-                e.next = ring
-                p.next = e
-                ring.prev = e
+            chain = self._fresh
+            lo = chain.cur_lo
+            if not extend:
+                created = _found(chain, cid, last)[cid]
+            elif last > lo or last is lo:  # in the current bucket (_buckets: ties by identity)
+                cur = chain.cur
+                created = cur.pop(cid)
+                cur[cid] = created  # to its end
+                self._last[cid] = last = now if now > lo else lo
+            else:  # Chain.find, take and put, inlined (a live id is never counted past due)
+                hit = chain.at.get(id(last))
+                if hit is not None and hit[0] is last:  # at a bucket's bound: that very object
+                    b = hit[1]
+                else:
+                    los = chain.los
+                    i = bisect_right(los, last, chain.head) - 1
+                    b = chain.bks[i] if los[i] < last else _found(chain, cid, last)
+                got = b.pop(cid, None)
+                created = _found(chain, cid, last).pop(cid) if got is None else got
+                if chain.room <= 0:
+                    chain.open(now)
+                    lo = chain.cur_lo
+                chain.cur[cid] = created
+                chain.room -= 1
+                self._last[cid] = last = now if now > lo else lo
             return _tuple_new(
-                ConversationState, (cid, e.created, last, last + ttl, True, False, offset, None)
+                ConversationState, (cid, created, last, last + ttl, True, False, offset, None)
             )
         finally:
             lock.release()
@@ -160,15 +184,28 @@ class MemoryStore(Book):
             if not self._plain or self._ttl_of or self._meta:
                 return self._get(cid, now, offset)
             # The request path's plain case, inlined from Book._get.
-            e = self._entries.get(cid)
-            if e is None:
+            last = self._last.get(cid)
+            if last is None:
                 return None
-            last = e.last
             ttl = self._ttl
             if now > last + ttl:
                 return None
+            chain = self._fresh
+            lo = chain.cur_lo
+            if last > lo or last is lo:  # as in touch
+                created = chain.cur[cid]
+            else:
+                hit = chain.at.get(id(last))
+                if hit is not None and hit[0] is last:
+                    b = hit[1]
+                else:
+                    los = chain.los
+                    i = bisect_right(los, last, chain.head) - 1
+                    b = chain.bks[i] if los[i] < last else _found(chain, cid, last)
+                got = b.get(cid)
+                created = _found(chain, cid, last)[cid] if got is None else got
             return _tuple_new(
-                ConversationState, (cid, e.created, last, last + ttl, True, False, offset, None)
+                ConversationState, (cid, created, last, last + ttl, True, False, offset, None)
             )
         finally:
             lock.release()
@@ -182,8 +219,8 @@ class MemoryStore(Book):
         try:
             now = self._checked(reading)[0]
             if self._plain and not self._ttl_of:  # is_expired's plain case, from Book._is_live
-                e = self._entries.get(cid)
-                return e is not None and now <= e.last + self._ttl
+                last = self._last.get(cid)
+                return last is not None and now <= last + self._ttl
             return self._is_live(cid, now)
         finally:
             lock.release()
@@ -208,7 +245,8 @@ class MemoryStore(Book):
 
     def claim(self, limit: int) -> Sweep:
         if self._sweeping and (
-            self._guard.contended or PERF_COUNTER[0]() - self._yielded > _YIELD_EVERY
+            self._guard.contended
+            or (PERF_COUNTER[0]() - self._yielded > _YIELD_EVERY and active_count() > 1)
         ):
             self._guard.contended = False
             time.sleep(0)

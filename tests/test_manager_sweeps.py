@@ -9,8 +9,8 @@ import pytest
 from support import WAIT
 
 from conversation_expiry import ConversationExpiryManager, ManualClock, MemoryStore
+from conversation_expiry._buckets import Chain
 from conversation_expiry._manager import SWEEP_BATCH
-from conversation_expiry._rings import Tally
 
 
 def test_stop_returns_after_the_batch_in_progress_not_the_whole_sweep(clock: ManualClock) -> None:
@@ -47,15 +47,15 @@ def test_len_counts_each_past_due_conversation_once_however_often_it_is_asked(
     m.register_conversation("live")
     clock.advance(6)
     walked: list[int] = []
-    advance = Tally.advance
+    advance = Chain.advance
 
-    def counting(tally: Tally, ttl: float, now: float) -> int:
-        before = tally.past
-        result = advance(tally, ttl, now)
+    def counting(chain: Chain, ttl: float, now: float) -> int:
+        before = chain.past
+        result = advance(chain, ttl, now)
         walked.append(result - before)
         return result
 
-    monkeypatch.setattr(Tally, "advance", counting)
+    monkeypatch.setattr(Chain, "advance", counting)
     assert len(m) == 1 and len(m) == 1 and len(m) == 1
     assert walked[::2] == [1000, 0, 0]  # later calls walk nothing: O(1), not O(past due)
     assert m.end_conversation("c500") is False  # past due: out of the middle of the ring
