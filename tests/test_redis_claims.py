@@ -178,6 +178,8 @@ def test_keeper_is_lazy_named_and_stopped_by_close(
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+# The keeper thread runs while forking: that is the case under test (Python 3.12+ warns).
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_forked_child_is_another_owner_with_its_own_keeper(
     make: Callable[..., Any], clock: ManualClock
 ) -> None:
