@@ -86,6 +86,21 @@ def run_bounded(fn: Callable[[], Any], timeout: float = WAIT) -> Any:
     return out.get("value")
 
 
+class SetClock:
+    """A clock that reads whatever the test set; it may even go back, as a stale reading does."""
+
+    OFFSET = 1_700_000_000.0  # wall = monotonic + OFFSET
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def wall_offset(self) -> float:
+        return self.OFFSET
+
+
 class RaisingLogFilter(logging.Filter):
     """Makes logging raise for records containing ``text``, the first ``times`` of them.
 

@@ -11,24 +11,14 @@ import sys
 from random import Random
 
 import pytest
+from support import SetClock
 
 from conversation_expiry import ConversationState, MemoryStore, Policy
 from conversation_expiry import _buckets as buckets
 from conversation_expiry._buckets import CAP, Chain
 
-OFFSET = 1_700_000_000.0
+OFFSET = SetClock.OFFSET
 TTL = 100.0
-
-
-class SetClock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def wall_offset(self) -> float:
-        return OFFSET
 
 
 def bound(ttl: float = TTL) -> tuple[MemoryStore, SetClock]:

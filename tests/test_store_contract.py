@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 
 import pytest
 from redis_servers import redis_store_factories
+from support import SetClock
 
 from conversation_expiry import (
     ClockError,
@@ -39,23 +40,10 @@ def memory_stores() -> Iterator[type[MemoryStore]]:
 # Context managers, each giving a factory of fresh, empty, unbound stores (closed at its end).
 STORE_FACTORIES = [pytest.param(memory_stores, id="memory"), *redis_store_factories()]
 
-OFFSET = 1_700_000_000.0
+OFFSET = SetClock.OFFSET
 TTL = 10.0
 EXPIRED, MAX_AGE = ExpiryReason.EXPIRED, ExpiryReason.MAX_AGE
 ENDED, EVICTED, SHUTDOWN = ExpiryReason.ENDED, ExpiryReason.EVICTED, ExpiryReason.SHUTDOWN
-
-
-class SetClock:
-    """A clock that reads whatever the test set; it may even go back, as a stale reading does."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def wall_offset(self) -> float:
-        return OFFSET
 
 
 class Bound:

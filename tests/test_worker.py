@@ -182,6 +182,19 @@ class FailingStore(MemoryStore):
         return super().claim(limit)
 
 
+def expires_after_failing(clock: ManualClock, store: FailingStore, interval: float = 0.01) -> None:
+    """The cleanup thread gets through the store's failing sweeps, then expires as usual."""
+    expired = threading.Event()
+    with ConversationExpiryManager(
+        1, interval, clock=clock, store=store, on_expire=lambda s, r: expired.set()
+    ) as m:
+        m.register_conversation("a")
+        assert store.done_failing.wait(5)
+        clock.advance(2)
+        assert expired.wait(5), "the cleanup thread died: later expiries are never cleaned"
+        assert m.running
+
+
 BASE_EXCEPTIONS = [
     pytest.param(asyncio.CancelledError, id="CancelledError"),
     pytest.param(GeneratorExit, id="GeneratorExit"),
@@ -195,16 +208,7 @@ BASE_EXCEPTIONS = [
 def test_a_base_exception_from_the_sweep_does_not_kill_the_thread(
     clock: ManualClock, caplog: pytest.LogCaptureFixture, error: type[BaseException]
 ) -> None:
-    expired = threading.Event()
-    store = FailingStore(error, times=1)
-    with ConversationExpiryManager(
-        1, 0.01, clock=clock, store=store, on_expire=lambda s, r: expired.set()
-    ) as m:
-        m.register_conversation("a")
-        assert store.done_failing.wait(5)
-        clock.advance(2)
-        assert expired.wait(5), "the cleanup thread died: later expiries are never cleaned"
-        assert m.running
+    expires_after_failing(clock, FailingStore(error, times=1))
     failures = [r for r in caplog.records if "sweep failed" in r.getMessage()]
     assert len(failures) == 1 and failures[0].levelname == "ERROR"
     assert failures[0].exc_info is not None and failures[0].exc_info[0] is error
@@ -213,16 +217,8 @@ def test_a_base_exception_from_the_sweep_does_not_kill_the_thread(
 def test_the_thread_survives_logging_that_raises_while_it_reports_a_failed_sweep(
     clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    expired = threading.Event()
-    store = FailingStore(ConnectionError, times=1)
-    with logging_raises("sweep failed", times=1) as raising, ConversationExpiryManager(
-        1, 0.01, clock=clock, store=store, on_expire=lambda s, r: expired.set()
-    ) as m:
-        m.register_conversation("a")
-        assert store.done_failing.wait(5)
-        clock.advance(2)
-        assert expired.wait(5), "the cleanup thread died: later expiries are never cleaned"
-        assert m.running
+    with logging_raises("sweep failed", times=1) as raising:
+        expires_after_failing(clock, FailingStore(ConnectionError, times=1))
     assert raising.left == 0
     # The report that could not be made is not lost: the recovery line counts that failure.
     (recovered,) = [r.getMessage() for r in caplog.records if "works again" in r.getMessage()]
@@ -243,15 +239,8 @@ def test_a_failure_whose_report_raised_is_reported_at_its_next_occurrence(
 def test_a_burst_of_failing_sweeps_is_logged_once_then_counted(
     clock: ManualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    expired = threading.Event()
-    store = FailingStore(Cancelled, times=8)  # backing off from 1 ms: about 0.25 s in all
-    with ConversationExpiryManager(
-        1, 0.001, clock=clock, store=store, on_expire=lambda s, r: expired.set()
-    ) as m:
-        m.register_conversation("a")
-        assert store.done_failing.wait(5)
-        clock.advance(2)
-        assert expired.wait(5)
+    # backing off from 1 ms: about 0.25 s in all
+    expires_after_failing(clock, FailingStore(Cancelled, times=8), interval=0.001)
     messages = [r.getMessage() for r in caplog.records if r.name == "conversation_expiry"]
     assert sum("sweep failed" in text for text in messages) == 1  # one traceback for the burst
     (recovered,) = [text for text in messages if "works again" in text]

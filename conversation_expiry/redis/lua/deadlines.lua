@@ -38,12 +38,7 @@ while true do
   if #fixed == 0 and #gone == 0 then
     return { 1, first }
   end
-  if #fixed > 0 then
-    redis.call('ZADD', D, unpack(fixed))
-  end
-  if #gone > 0 then
-    redis.call('ZREM', D, unpack(gone))
-  end
+  write_index(fixed, gone)
   fixes = fixes + #fixed / 2 + #gone
   if fixes >= RESOLVE then
     return { 0 }

@@ -18,6 +18,16 @@
 local SHIFT = 18014398509481984 -- 2^54, above any deadline: a confirmed index is below 0
 local RESOLVE = 256 -- indexes put right per call at most (about 0.5 ms of server time)
 
+-- Write the indexes put right: `fixed` {index, id, ...} to D, `gone` ids (no record) out of it.
+local function write_index(fixed, gone)
+  if #fixed > 0 then
+    redis.call('ZADD', D, unpack(fixed))
+  end
+  if #gone > 0 then
+    redis.call('ZREM', D, unpack(gone))
+  end
+end
+
 -- Put right up to RESOLVE unknown indexes (0 <= index < now): the live ones to their deadline,
 -- the past-due ones confirmed. True when none is left.
 local function resolve(now, ahead)
@@ -41,12 +51,7 @@ local function resolve(now, ahead)
       gone[#gone + 1] = cid -- an index without a record: never written, but harmless
     end
   end
-  if #fixed > 0 then
-    redis.call('ZADD', D, unpack(fixed))
-  end
-  if #gone > 0 then
-    redis.call('ZREM', D, unpack(gone))
-  end
+  write_index(fixed, gone)
   if due then
     seen_due(now, ahead)
   end
