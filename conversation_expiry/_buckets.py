@@ -207,13 +207,11 @@ class Chain:
         if not self.size:
             self._reset()
 
-    def pop_due(
-        self, now: float, limit: int
-    ) -> tuple[list[str], list[float], list[float], list[float]]:
+    def pop_due(self, now: float, limit: int) -> tuple[list[str], list[float], list[float]]:
         """Remove up to ``limit`` past-due ids from the head, forgetting their last activity.
 
-        Returns (ids, created, last, deadlines). The loops over ids run in C (map, islice):
-        this is most of a sweep's cost per conversation.
+        Returns (ids, created, last). The loops over ids run in C (map, islice): this is most
+        of a sweep's cost per conversation.
         """
         lastd = self.last
         get, forget = lastd.__getitem__, lastd.__delitem__
@@ -221,7 +219,6 @@ class Chain:
         ids: list[str] = []
         created: list[float] = []
         lasts: list[float] = []
-        deadlines: list[float] = []
         bks = self.bks
         n = len(bks)
         i = self.head
@@ -230,19 +227,27 @@ class Chain:
             if not b:
                 i += 1
                 continue
-            some = list(islice(b, limit))
-            k = len(some)
-            if now > get(some[-1]) + ttl:  # all of them (the usual case): one pass over lastd
+            if len(b) <= limit and now > get(next(reversed(b))) + ttl:  # the whole bucket
+                some = list(b)
                 their = list(map(lastd.pop, some))
+                created += b.values()
+                b.clear()
+                k = len(some)
             else:
-                their = list(map(get, some))
-                k = bisect_left(list(map(add, their, repeat(ttl))), now)  # first k: < now
-                del some[k:], their[k:]
-                deque(map(forget, some), 0)
+                some = list(islice(b, limit))
+                if now > get(some[-1]) + ttl:  # all of them (the usual case): one pass
+                    their = list(map(lastd.pop, some))
+                    k = len(some)
+                elif not now > get(some[0]) + ttl:  # none of them
+                    break
+                else:
+                    their = list(map(get, some))
+                    k = bisect_left(list(map(add, their, repeat(ttl))), now)  # first k: < now
+                    del some[k:], their[k:]
+                    deque(map(forget, some), 0)
+                created += map(b.pop, some)
             ids += some
-            created += map(b.pop, some)
             lasts += their
-            deadlines += map(add, their, repeat(ttl))
             limit -= k
             if b:
                 break
@@ -251,7 +256,7 @@ class Chain:
             self.dropped_head(len(ids))
             if self.size:
                 self.first()
-        return ids, created, lasts, deadlines
+        return ids, created, lasts
 
     def advance(self, ttl: float, now: float) -> int:
         """How many ids at the head are past ``ttl``; each is walked once, ever."""

@@ -9,7 +9,9 @@ the batch is done, raised again to the caller (the cleanup thread logs them and 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
+from operator import length_hint
 from typing import Any
 
 from ._faults import FaultLog
@@ -47,12 +49,20 @@ class Callbacks:
         exit_exc: BaseException | None = None
         cleanup_span = telemetry.cleanup_spans()  # one sampling decision for the whole batch
         if cleanup_span is None and not cleanups:
-            # The common sweep: nothing but on_expire to call, per conversation, so written out.
+            # The common sweep: nothing but on_expire to call, per conversation, so the loop runs
+            # in C; a fault stops it, is reported, and the loop goes on after that conversation.
             if on_expire is not None:
-                for state, reason in zip(states, reasons, strict=True):
+                n = len(states)
+                if len(reasons) != n:
+                    raise ValueError("departures with more states than reasons, or fewer")
+                left = iter(states)
+                why = iter(reasons)
+                while True:
                     try:
-                        on_expire(state, reason)
+                        deque(map(on_expire, left, why), 0)
+                        break
                     except BaseException as exc:
+                        state = states[n - length_hint(left) - 1]  # the one being called
                         self._failed(None, "on_expire", on_expire, state[0], exc)
                         if isinstance(exc, _EXITS):
                             exit_exc = exit_exc or exc

@@ -7,6 +7,7 @@ and ``Book`` would pass 300 lines. The caller holds the lock, as for every ``Boo
 from __future__ import annotations
 
 from itertools import islice, repeat
+from operator import add
 
 from ._book import Book
 from ._buckets import Chain
@@ -26,8 +27,9 @@ class Ledger(Book):
     def _collect_plain(self, now: float, offset: float, limit: int) -> Departures:
         # One TTL, no max_age, no warnings: the expired ids are a prefix of one chain, taken by
         # loops in C. This is most of a sweep's cost per conversation.
-        ids, created, lasts, deadlines = self._fresh.pop_due(now, limit)
+        ids, created, lasts = self._fresh.pop_due(now, limit)
         n = len(ids)
+        deadlines = map(add, lasts, repeat(self._ttl))
         states: list[ConversationState] = list(
             map(
                 _tuple_new,
