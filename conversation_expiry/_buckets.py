@@ -17,8 +17,9 @@ is the least recently active id. A bucket takes at most ``CAP`` activities (touc
 bucket collects more than about ``CAP`` ids queued again).
 
 Stale entries. Removal leaves an id's entry where it is unless it is in the current bucket
-(nothing is ever looked for elsewhere). An entry is stale when its id is gone, or was queued before its current incarnation was created, or before
-``moved[id]`` (when the store queued it anew elsewhere); walks drop stale entries.
+(nothing is ever looked for elsewhere). An entry is stale when its id is gone, or was queued
+before its current incarnation was created, or before ``moved[id]`` (when the store queued it
+anew elsewhere); walks drop stale entries.
 
 Past-due counts. ``advance`` counts the ids at the head that are past the TTL at ``mark_now``:
 the buckets ``[head, mark)`` hold only such ids (and stale entries), so each is walked once
