@@ -153,7 +153,7 @@ class Book:
         self._stamp(cid, now, False)
         if frm is not to:
             frm.drop_recent(cid)
-        to.put(cid, now, latest=True)
+        to.put(cid, self._last[cid], latest=True)
         self._moved[cid] = now
 
     def _remove(
@@ -222,13 +222,19 @@ class Book:
                 unwarn = cid in self._on_warned
                 self._on_warned.discard(cid)
         if new_ttl != ttl or unwarn:
+            # To the fresh chain of its TTL; one still warned goes on to its warned chain at
+            # the next sweep (without a second warning).
+            if self._on_warned:
+                self._on_warned.discard(cid)
             self._requeue(cid, home, self._queue(new_ttl).fresh, now)
         else:
             cur = home.cur
-            queued_now = cur.get(cid) == now
+            queued = cur.get(cid)
+            queued_now = queued is not None and queued.real == now
             self._stamp(cid, now, not queued_now)
             if queued_now:  # queued at this very reading: to the end of its order
-                cur[cid] = cur.pop(cid)
+                del cur[cid]
+                cur[cid] = self._last[cid]
             home.tick(now)  # else queued again when a walk reaches it
         return now
 
@@ -292,8 +298,8 @@ class Book:
             self._ttl_of[cid] = effective
         self._stamp(cid, now, False)
         to = self._fresh if effective == self._ttl else self._queue(effective).fresh
-        to.put(cid, now, latest=True)
-        self._last[cid] = complex(now, now)
+        rec = self._last[cid] = complex(now, now)
+        to.put(cid, rec, latest=True)
         if meta is not None:
             self._set_meta(cid, meta)
         return self._state(cid, now, now, effective, offset), True

@@ -1,7 +1,7 @@
 """A queue of conversation ids in small dicts that the cyclic GC never visits, kept lazily.
 
-A chain is a list of buckets, each a dict id -> queue time (only str and float: CPython's
-collector does not track such a dict). An id is queued at the time of an activity, and later
+A chain is a list of buckets, each a dict id -> the record it had when queued (only str and
+complex: CPython's collector does not track such a dict). An id is queued at the time of an activity, and later
 activity leaves it where it is: a touch rewrites only the store's record (id -> complex(last
 activity, created)), so the request path writes one dict. The chain is put right where it is
 read. A walk from the head (a sweep, a count, an eviction) reviews the ids whose queue time is
@@ -35,8 +35,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections import deque
 from itertools import islice, repeat
-from operator import add, attrgetter, eq
-from typing import cast
+from operator import add, attrgetter, is_
 
 __all__ = ["CAP", "Chain"]
 
@@ -62,7 +61,7 @@ class Chain:
         self.moved = moved  # the store's id -> time it was last queued anew (rarely any)
         self.seq = seq  # the store's id -> stamp of an activity at a reading already seen
         self.ttl = ttl
-        self.bks: list[dict[str, float]] = []
+        self.bks: list[dict[str, complex]] = []
         self.los: list[float] = []
         self.mixed: set[int] = set()  # id() of buckets not in queue order
         self._reset()
@@ -74,13 +73,13 @@ class Chain:
         self.head = self.mark = self.past = self.size = 0
         self.room = 0  # activities the current bucket still takes (0: open one first)
         self.mark_now = -_INF  # ids past due at this time are counted in ``past``
-        self.cur: dict[str, float] = {}
+        self.cur: dict[str, complex] = {}
         self.cur_lo = _INF
         self.cur_t = -_INF  # the latest time queued in the current bucket
 
     def open(self, now: float) -> None:
         """Start a new current bucket at ``now`` (not earlier than ``cur_t``)."""
-        cur: dict[str, float] = {}
+        cur: dict[str, complex] = {}
         self.bks.append(cur)
         self.los.append(now)
         self.cur = cur
@@ -95,9 +94,10 @@ class Chain:
         if self.room <= 0:
             self.open(now)
 
-    def put(self, cid: str, t: float, latest: bool = False) -> None:
-        """Queue ``cid`` at time ``t``: an activity (``latest``: the latest of all), or its last
-        one when queued again."""
+    def put(self, cid: str, rec: complex, latest: bool = False) -> None:
+        """Queue ``cid`` with its record ``rec`` at its last activity: an activity
+        (``latest``: the latest of all), or one before when queued again."""
+        t = rec.real
         if t > self.cur_t or (
             t == self.cur_t and (latest or not self.seq or self._not_before_last(cid, t))
         ):
@@ -106,7 +106,7 @@ class Chain:
             cur = self.cur
             if cur.pop(cid, None) is None:  # (present: queued here already, now at the end)
                 self.size += 1
-            cur[cid] = t
+            cur[cid] = rec
             self.room -= 1
             self.cur_t = t
             return
@@ -115,10 +115,10 @@ class Chain:
         if b.pop(cid, None) is None:
             self.size += 1
         if b:
-            last_cid, last_t = next(reversed(b.items()))
-            if self._key(last_cid, last_t) > self._key(cid, t):
+            last_cid, last_rec = next(reversed(b.items()))
+            if self._key(last_cid, last_rec.real) > self._key(cid, t):
                 self.mixed.add(id(b))
-        b[cid] = t
+        b[cid] = rec
         if b is self.cur:
             self.room -= 1
 
@@ -131,8 +131,8 @@ class Chain:
         b = self.cur if self.cur or len(bks) < 2 else bks[-2]
         if not b:
             return True
-        last_cid, last_t = next(reversed(b.items()))
-        return self._key(cid, t) >= self._key(last_cid, last_t)
+        last_cid, last_rec = next(reversed(b.items()))
+        return self._key(cid, t) >= self._key(last_cid, last_rec.real)
 
     def _bucket_for(self, cid: str, t: float) -> int:
         """The bucket ``cid``, queued at ``t`` (not after the tail), belongs in."""
@@ -145,8 +145,10 @@ class Chain:
             key = self._key(cid, t)  # (a bucket's first id is its least but where ids came
             while j > self.head:  # in earlier than the bucket's start: then it is mixed)
                 b = self.bks[j]
-                if b and self._key(*next(iter(b.items()))) <= key:
-                    break
+                if b:
+                    first, rec = next(iter(b.items()))
+                    if self._key(first, rec.real) <= key:
+                        break
                 j -= 1
         return j
 
@@ -164,19 +166,19 @@ class Chain:
             self.past = 0
             self.mark_now = -_INF
 
-    def _ordered(self, i: int) -> dict[str, float]:
+    def _ordered(self, i: int) -> dict[str, complex]:
         """Bucket ``i``, sorted if it was not: by queue time, then (ids queued at one reading)
         by the stamp of their activity, unstamped (the first at that reading) first."""
         b = self.bks[i]
         if self.mixed and id(b) in self.mixed:
             self.mixed.discard(id(b))
             key = self._key
-            items = sorted(b.items(), key=lambda e: key(*e))
+            items = sorted(b.items(), key=lambda e: key(e[0], e[1].real))
             b.clear()
             b.update(items)
         return b
 
-    def _head(self) -> dict[str, float] | None:
+    def _head(self) -> dict[str, complex] | None:
         """The first bucket with ids, sorted (empty ones before it freed), or None."""
         bks = self.bks
         while self.head < len(bks):
@@ -195,17 +197,15 @@ class Chain:
             b = self._head()
             if b is None:
                 return None
-            cid, q = next(iter(b.items()))
+            cid, rec = next(iter(b.items()))
             v = last.get(cid)
-            if v is None or q < v.imag or (moved and q < moved.get(cid, -_INF)):
-                del b[cid]  # stale
-                self.size -= 1
-            elif v.real > q:  # active since: queued again at its last activity
-                del b[cid]
-                self.size -= 1
-                self.put(cid, v.real)
-            else:
+            if v is rec:  # not active since it was queued
                 return cid
+            del b[cid]
+            self.size -= 1
+            q = rec.real
+            if not (v is None or q < v.imag or (moved and q < moved.get(cid, -_INF))):
+                self.put(cid, v)  # active since: queued again at its last activity
 
     def pop_first(self, cid: str) -> None:
         """Remove ``first()``'s id from the head (call ``first`` just before)."""
@@ -250,125 +250,113 @@ class Chain:
                 self.mark -= i
 
     def review(
-        self, b: dict[str, float], now: float, ttl: float, limit: int, take: bool
-    ) -> tuple[list[str], list[complex], list[float], int]:
+        self, b: dict[str, complex], now: float, ttl: float, limit: int, take: bool
+    ) -> tuple[list[str], list[complex], int]:
         """Review the ids at the front of ``b`` (sorted) queued before ``now - ttl``, at most
         ``limit``: stale ones are dropped, ones active since queued again (``b`` may get some
-        back). Returns those past due, their records and last activities, and how many were
-        reviewed; with ``take`` they leave ``b`` and the records, else they stay at its front.
+        back). Returns those past due and their records, and how many were reviewed; with
+        ``take`` they leave ``b`` and the records, else they stay at its front.
 
-        The loops over ids run in C where they can: this is most of a sweep's cost.
+        An entry holds the record its id had when queued, so "not active since" is one
+        identity test, and the loops over ids run in C: this is most of a sweep's cost.
         """
-        qs = list(islice(b.values(), limit))
-        if not qs or not now > qs[0] + ttl:
-            return [], [], [], 0
-        if not now > qs[-1] + ttl:
-            del qs[bisect_left(list(map(add, qs, repeat(ttl))), now) :]  # first k: < now
-        n = len(qs)
+        recs = list(islice(b.values(), limit))
+        if not recs or not now > recs[0].real + ttl:
+            return [], [], 0
+        if not now > recs[-1].real + ttl:
+            dues = list(map(add, map(_REAL, recs), repeat(ttl)))
+            del recs[bisect_left(dues, now) :]  # the first k: queued before now - ttl
+        n = len(recs)
         some = list(islice(b, n))
         lastd = self.last
         vals = list(map(lastd.pop, some, repeat(None))) if take else list(map(lastd.get, some))
-        try:
-            if all(map(eq, qs, map(_REAL, vals))):  # none stale, none active since: all due
-                if take:
-                    if n == len(b):
-                        b.clear()
-                    else:
-                        deque(map(b.__delitem__, some), 0)
-                    self.size -= n
-                return some, cast("list[complex]", vals), qs, n  # (queue times: last activity)
-        except AttributeError:  # a stale one (its id is gone)
-            pass
+        if all(map(is_, vals, recs)):  # none stale, none active since: all past due
+            if take:
+                if n == len(b):
+                    b.clear()
+                else:
+                    deque(map(b.__delitem__, some), 0)
+                self.size -= n
+            return some, recs, n
         moved = self.moved
         due: list[str] = []
         kept: list[complex] = []
-        lasts: list[float] = []
-        again: list[tuple[str, float]] = []
-        for cid, q, v in zip(some, qs, vals, strict=True):
-            if v is None or q < v.imag or (moved and q < moved.get(cid, -_INF)):
-                del b[cid]  # stale
-                self.size -= 1
-                if take and v is not None:
-                    lastd[cid] = v  # (another incarnation's, or queued elsewhere)
-            elif v.real > q:
-                del b[cid]
-                self.size -= 1
-                again.append((cid, v.real))
-                if take:
-                    lastd[cid] = v
-            else:
+        again: list[tuple[str, complex]] = []
+        for cid, rec, v in zip(some, recs, vals, strict=True):
+            if v is rec:
                 due.append(cid)
                 kept.append(v)
-                lasts.append(q)
                 if take:
                     del b[cid]
                     self.size -= 1
-        for cid, t in again:
-            self.put(cid, t)
-        return due, kept, lasts, n
+                continue
+            del b[cid]
+            self.size -= 1
+            if v is None:
+                continue  # stale: gone
+            if take:
+                lastd[cid] = v  # (it lives)
+            q = rec.real
+            if not (q < v.imag or (moved and q < moved.get(cid, -_INF))):
+                again.append((cid, v))  # active since; else stale (an earlier incarnation's,
+        for cid, v in again:  # or queued anew elsewhere)
+            self.put(cid, v)
+        return due, kept, n
 
     def _settled(
         self, i: int, now: float, ttl: float, limit: int, take: bool
-    ) -> tuple[dict[str, float], list[str], list[complex], list[float], int]:
+    ) -> tuple[dict[str, complex], list[str], list[complex], int]:
         """``review`` of bucket ``i`` until what it queued again into ``i`` is reviewed too."""
         work = 0
         ids: list[str] = []
-        vals: list[complex] = []
-        lasts: list[float] = []
+        recs: list[complex] = []
         while True:
             b = self._ordered(i)
-            due, their, times, n = self.review(b, now, ttl, limit - work, take)
+            due, their, n = self.review(b, now, ttl, limit - work, take)
             work += n
             if take:
                 ids += due
-                vals += their
-                lasts += times
+                recs += their
                 k = 0
             else:
-                ids, vals, lasts = due, their, times
+                ids, recs = due, their
                 k = len(due)
             if len(b) > k and work < limit and (
-                id(b) in self.mixed or now > next(islice(b.values(), k, None)) + ttl
+                id(b) in self.mixed or now > next(islice(b.values(), k, None)).real + ttl
             ):
                 continue  # some came back into ``b`` and are due for review
-            return b, ids, vals, lasts, work
+            return b, ids, recs, work
 
-    def pop_due(
-        self, now: float, limit: int
-    ) -> tuple[list[str], list[complex], list[float], bool]:
+    def pop_due(self, now: float, limit: int) -> tuple[list[str], list[complex], bool]:
         """Remove up to ``limit`` past-due ids from the head, forgetting their records.
 
-        Returns them, their records (complex(last, created)) and last activities, and whether
-        there may be more: at most ``REVIEWS`` x ``limit`` entries are reviewed (stale ones,
-        ones queued again), which bounds the time under the lock.
+        Returns them, their records (complex(last, created)), and whether there may be more:
+        at most ``REVIEWS`` x ``limit`` entries are reviewed (stale ones, ones queued again),
+        which bounds the time under the lock.
         """
         ttl = self.ttl
         ids: list[str] = []
-        vals: list[complex] = []
-        lasts: list[float] = []
+        recs: list[complex] = []
         budget = REVIEWS * limit
         while len(ids) < limit and budget > 0:
             if self._head() is None:
                 break
-            _b, due, their, times, work = self._settled(
-                self.head, now, ttl, limit - len(ids), True
-            )
+            _b, due, their, work = self._settled(self.head, now, ttl, limit - len(ids), True)
             budget -= work
             ids += due
-            vals += their
-            lasts += times
+            recs += their
             if not work:  # nothing at the head is due for review
                 break
         if ids:
-            self.dropped_head(lasts)
-        return ids, vals, lasts, len(ids) >= limit or budget <= 0
+            self.dropped_head(recs)
+        return ids, recs, len(ids) >= limit or budget <= 0
 
     def advance(self, ttl: float, now: float) -> int:
         """How many ids at the head are past ``ttl``; each is walked once, ever."""
         i = self.mark if self.mark > self.head else self.head
         past = self.past
         while i < len(self.bks):
-            b, due, _vals, _lasts, _work = self._settled(i, now, ttl, _NO_LIMIT, False)
+            b, due, _recs, _work = self._settled(i, now, ttl, _NO_LIMIT, False)
             past += len(due)
             if len(b) > len(due):  # the rest is not due: split the counted ones off
                 if due:
@@ -389,16 +377,16 @@ class Chain:
         """Move ``due``, a prefix of bucket ``i``, into a bucket of its own just before it."""
         b = self.bks[i]
         front = {cid: b.pop(cid) for cid in due}
-        lo = next(iter(b.values()))  # the rest's earliest: later than all of ``due``
+        lo = next(iter(b.values())).real  # the rest's earliest: later than all of ``due``
         self.bks.insert(i, front)
         self.los.insert(i + 1, lo)
         if b is self.cur:
             self.cur_lo = lo
 
-    def dropped_head(self, lasts: list[float]) -> None:
-        """Ids last active at ``lasts`` left from the head: uncount those counted."""
+    def dropped_head(self, recs: list[complex]) -> None:
+        """Ids with records ``recs`` left from the head: uncount those counted."""
         if self.past:
-            deadlines = map(add, lasts, repeat(self.ttl))
+            deadlines = map(add, map(_REAL, recs), repeat(self.ttl))
             counted = sum(map(self.mark_now.__gt__, deadlines))
             self.past = self.past - counted if counted < self.past else 0
         if not self.size:

@@ -137,17 +137,18 @@ class MemoryStore(Ledger):
                 raise ConversationExpiredError(cid)
             created = v.imag
             if extend:
-                self._last[cid] = _complex(now, created)
+                rec = self._last[cid] = _complex(now, created)
                 chain = self._fresh
                 if now > self._act_t:  # Book._stamp, inlined: a new reading
                     self._act_t = now
                     self._act_id = cid
                 else:  # the reading of an earlier activity: as Book._activity does
                     cur = chain.cur
-                    queued_now = cur.get(cid) == now
+                    queued_now = v is cur.get(cid) and last == now
                     self._stamp(cid, now, not queued_now)
                     if queued_now:  # queued at this very reading: to the end of its order
-                        cur[cid] = cur.pop(cid)
+                        del cur[cid]
+                        cur[cid] = rec
                 last = now
                 chain.room -= 1  # Chain.tick, inlined
                 if chain.room <= 0:

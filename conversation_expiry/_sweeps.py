@@ -19,6 +19,7 @@ __all__ = ["Ledger"]
 
 _tuple_new = tuple.__new__
 _IMAG = attrgetter("imag")
+_REAL = attrgetter("real")
 _EXPIRED = ExpiryReason.EXPIRED
 _MAX_AGE = ExpiryReason.MAX_AGE
 
@@ -29,8 +30,9 @@ class Ledger(Book):
     def _collect_plain(self, now: float, offset: float, limit: int) -> tuple[Departures, bool]:
         # One TTL, no max_age, no warnings: the expired ids are a prefix of one chain, taken by
         # loops in C. This is most of a sweep's cost per conversation.
-        ids, vals, lasts, more = self._fresh.pop_due(now, limit)
+        ids, vals, more = self._fresh.pop_due(now, limit)
         n = len(ids)
+        lasts = list(map(_REAL, vals))
         states: list[ConversationState] = list(
             map(
                 _tuple_new,
@@ -75,7 +77,7 @@ class Ledger(Book):
                 if last + q.ttl - self._warn > now:
                     break
                 chain.pop_first(cid)
-                q.warned.put(cid, last)
+                q.warned.put(cid, v)
                 self._on_warned.add(cid)
                 if cid not in self._warned:
                     self._warned.add(cid)

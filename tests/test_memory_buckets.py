@@ -27,7 +27,8 @@ def bound(ttl: float = TTL, capacity: int | None = None) -> tuple[MemoryStore, S
 
 
 def order(chain: Chain) -> list[list[tuple[str, float]]]:
-    return [list(b.items()) for b in chain.bks[chain.head :]]
+    """Each bucket's ids with the time they were queued at."""
+    return [[(cid, rec.real) for cid, rec in b.items()] for b in chain.bks[chain.head :]]
 
 
 def entries(chain: Chain) -> int:
@@ -205,11 +206,11 @@ def test_an_id_queued_before_the_head_gets_a_bucket_of_its_own_first() -> None:
     chain = Chain({}, {}, {}, TTL)
     for cid, t in (("b", 5.0), ("c", 6.0)):
         chain.last[cid] = complex(t, t)
-        chain.put(cid, t)
+        chain.put(cid, chain.last[cid])
     chain.advance(TTL, 5.0 + TTL + 0.5)  # b counted past due
     assert chain.past == 1
     chain.last["a"] = complex(1.0, 1.0)
-    chain.put("a", 1.0)  # (no store path does this: warned ids arrive in order of time)
+    chain.put("a", chain.last["a"])  # (no store path does this: warned ids arrive in order of time)
     assert order(chain)[0] == [("a", 1.0)] and chain.past == 0  # counted afresh
     assert chain.advance(TTL, 5.0 + TTL + 0.5) == 2
     assert chain.first() == "a"
@@ -232,3 +233,19 @@ def test_the_bucket_list_is_compacted_as_the_head_moves_on(
     assert store.count() == 100 and store.get("c300") is not None
     clock.t = 60.0
     assert len(store.claim(1000).departures.states) == 100
+
+
+def test_a_warned_conversation_moved_between_ttls_at_one_reading_is_counted_once() -> None:
+    store, clock = MemoryStore(), SetClock()
+    store.bind(Policy(ttl=10.0, max_age=12.0, warning_before=3.0), clock)
+    store.register("d", None, None)
+    clock.t = 9.0
+    assert [s.id for s in store.claim(100).warned] == ["d"]  # on its warned chain now
+    store.register("d", 4.0, None)  # to the 4 s queue, still warned ...
+    store.register("d", 10.0, None)  # ... and back, at the same reading
+    clock.t = 11.5
+    assert store.count() == 1
+    clock.t = 12.5  # past max_age
+    assert store.count() == 0
+    assert [s.id for s in store.claim(100).departures.states] == ["d"]
+    assert store.count() == 0 and store.claim(100).warned == []
