@@ -1,12 +1,13 @@
 """A queue of conversation ids in small dicts that the cyclic GC never visits, kept lazily.
 
-A chain is a list of buckets, each a dict id -> the record it had when queued (only str and
-complex: CPython's collector does not track such a dict). An id is queued at the time of an activity, and later
-activity leaves it where it is: a touch rewrites only the store's record (id -> complex(last
-activity, created)), so the request path writes one dict. The chain is put right where it is
-read. A walk from the head (a sweep, a count, an eviction) reviews the ids whose queue time is
-past a deadline; one that was active since is queued again at its last activity, once per walk
-past it however often it was touched (the timer wheel's lazy re-scheduling).
+A chain is a list of buckets, each a dict id -> the record the id had when it was queued (only
+str and complex: CPython's collector does not track such a dict). An id is queued at the time
+of an activity, and later activity leaves it where it is: a touch rewrites only the store's
+record (id -> complex(last activity, created)), so the request path writes one dict. The chain
+is put right where it is read. A walk from the head (a sweep, a count, an eviction) reviews the
+ids queued before a deadline; one whose record is no longer the one it was queued with was
+active since, and is queued again at its last activity, once per walk past it however often
+it was touched (the timer wheel's lazy re-scheduling).
 
 Order. Bounds ``los`` never decrease; every id of bucket ``i`` was queued at or after
 ``los[i]`` and at or before ``los[i + 1]``, and within a bucket in queue order, except in
