@@ -51,8 +51,11 @@ class Queue:
         self.fresh = Chain(last, moved, seq, ttl)
         self.warned = Chain(last, moved, seq, ttl)
 
-    def past(self, now: float) -> int:
-        return self.fresh.advance(self.ttl, now) + self.warned.advance(self.ttl, now)
+    def past(self, now: float, budget: int) -> tuple[int, bool]:
+        """Those past due at ``now``, and whether the count is done (see ``Chain.advance``)."""
+        done = self.fresh.advance(self.ttl, now, budget)
+        done = self.warned.advance(self.ttl, now, budget) and done
+        return self.fresh.past + self.warned.past, done
 
 
 class Book:
@@ -80,6 +83,8 @@ class Book:
         self._max_age = policy.max_age
         self._warn = policy.warning_before
         self._capacity = policy.max_conversations
+        # Order among ids last active at one reading is only ever asked by an eviction.
+        self._ties = policy.max_conversations is not None
         self._plain = policy.max_age is None and policy.warning_before is None
         self._default = Queue(policy.ttl, self._last, self._moved, self._seq)
         self._fresh = self._default.fresh
@@ -123,15 +128,16 @@ class Book:
     def _stamp(self, cid: str, now: float, lazy: bool) -> None:
         """Note an activity of ``cid`` at ``now`` (``lazy``: left where it is queued).
 
-        Ids queued at one reading are ordered by their stamp (``_seq``), then by their place:
-        -2 the first activity at the reading if it was lazy and others followed, -1 (none) ids
-        queued in the order of their activity, then stamps in order. A lazy activity at a
-        reading an earlier one had cannot keep its order by place, so it is stamped, and so is
-        every later activity at that reading. A stamp left from an earlier reading orders
-        nothing (no other id shares that reading with it), so it is not removed on the request
-        path, except where it would stand for a place (a queued activity at a new reading).
+        Only with a capacity: nothing else asks which of two ids last active at one reading
+        was active first. Ids queued at one reading are ordered by their stamp (``_seq``),
+        then by their place: -2 the first activity at the reading if it was lazy and others
+        followed, -1 (none) ids queued in the order of their activity, then stamps in order.
+        A lazy activity at a reading an earlier one had cannot keep its order by place, so it
+        is stamped, and so is every later activity at that reading. A stamp left from an
+        earlier reading orders nothing (no other id shares that reading with it), so it is not
+        removed on the request path, except where it would stand for a place.
         """
-        if now > self._act_t:
+        if now > self._act_t or not self._ties:
             self._act_t = now
             self._act_id = cid if lazy else None
             return
@@ -230,7 +236,7 @@ class Book:
         else:
             cur = home.cur
             queued = cur.get(cid)
-            queued_now = queued is not None and queued.real == now
+            queued_now = self._ties and queued is not None and queued.real == now
             self._stamp(cid, now, not queued_now)
             if queued_now:  # queued at this very reading: to the end of its order
                 del cur[cid]
@@ -332,17 +338,22 @@ class Book:
             return False
         return now <= self._deadline(v.imag, v.real, self._ttl_for(cid))
 
-    def _count(self, now: float) -> int:
+    def _count(self, now: float, budget: int = 1 << 62) -> tuple[int, bool]:
+        """Live conversations at ``now``, and whether that is the count (else not done: each
+        queue reviewed at most about ``budget`` entries; call again with the same ``now``)."""
         past = 0
+        done = True
         for q in self._queues.values():  # TTL expiry, from the chains' counts: amortized O(1)
-            past += q.past(now)
-        if self._max_age is not None:  # (walks those capped by max_age: see the README)
+            n, finished = q.past(now, budget)
+            past += n
+            done = done and finished
+        if done and self._max_age is not None:  # (walks those capped by max_age: see README)
             for cid, v in self._last.items():
                 if now <= v.imag + self._max_age:
                     break
                 if now <= v.real + self._ttl_for(cid):  # not counted by its queue
                     past += 1
-        return len(self._last) - past
+        return len(self._last) - past, done
 
     def _end(self, cid: str, now: float, offset: float, out: Departures) -> None:
         v = self._last.get(cid)

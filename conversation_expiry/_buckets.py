@@ -25,7 +25,9 @@ anew elsewhere); walks drop stale entries.
 Past-due counts. ``advance`` counts the ids at the head that are past the TTL at ``mark_now``:
 the buckets ``[head, mark)`` hold only such ids (and stale entries), so each is walked once
 however often the count is asked, and removing an id tells whether it was counted from its
-time alone (``mark_now > last + ttl``).
+time alone (``_counted``). A count walks a bounded number of entries per call (the store lets
+other threads in between), and while one is under way ``part_now`` / ``part_lo`` say what it
+has counted so far.
 
 Entries leave a bucket only at the head (walks) and from the current bucket, so no bucket
 is left holding a large table for few ids: memory follows the live ids.
@@ -52,7 +54,7 @@ class Chain:
 
     __slots__ = (
         "bks", "cur", "cur_lo", "cur_t", "head", "last", "los", "mark", "mark_now", "mixed",
-        "moved", "past", "room", "seq", "size", "ttl",
+        "moved", "part_lo", "part_now", "past", "room", "seq", "size", "ttl",
     )
 
     def __init__(
@@ -74,6 +76,8 @@ class Chain:
         self.head = self.mark = self.past = self.size = 0
         self.room = 0  # activities the current bucket still takes (0: open one first)
         self.mark_now = -_INF  # ids past due at this time are counted in ``past``
+        self.part_now = -_INF  # a count under way at this time has counted those before:
+        self.part_lo = _INF  # (last activity) ``part_lo``
         self.cur: dict[str, complex] = {}
         self.cur_lo = _INF
         self.cur_t = -_INF  # the latest time queued in the current bucket
@@ -165,7 +169,7 @@ class Chain:
         if self.mark > self.head:  # it lands among counted buckets: count afresh
             self.mark = self.head
             self.past = 0
-            self.mark_now = -_INF
+            self.mark_now = self.part_now = -_INF
 
     def _ordered(self, i: int) -> dict[str, complex]:
         """Bucket ``i``, sorted if it was not: by queue time, then (ids queued at one reading)
@@ -216,8 +220,13 @@ class Chain:
         if not self.size:
             self._reset()
 
+    def _counted(self, last: float) -> bool:
+        """Whether an id last active at ``last`` (and queued here) is counted in ``past``."""
+        due = last + self.ttl
+        return self.mark_now > due or (self.part_now > due and last < self.part_lo)
+
     def _uncount(self, cid: str) -> None:
-        if self.mark_now > self.last[cid].real + self.ttl:  # past due when counted: counted
+        if self._counted(self.last[cid].real):
             self.past -= 1
 
     def forget(self, cid: str) -> None:
@@ -270,9 +279,10 @@ class Chain:
         n = len(recs)
         some = list(islice(b, n))
         lastd = self.last
-        vals = list(map(lastd.pop, some, repeat(None))) if take else list(map(lastd.get, some))
+        vals = list(map(lastd.get, some))  # (not pop: putting back may resize a huge dict)
         if all(map(is_, vals, recs)):  # none stale, none active since: all past due
             if take:
+                deque(map(lastd.__delitem__, some), 0)
                 if n == len(b):
                     b.clear()
                 else:
@@ -288,15 +298,13 @@ class Chain:
                 due.append(cid)
                 kept.append(v)
                 if take:
-                    del b[cid]
+                    del b[cid], lastd[cid]
                     self.size -= 1
                 continue
             del b[cid]
             self.size -= 1
             if v is None:
                 continue  # stale: gone
-            if take:
-                lastd[cid] = v  # (it lives)
             q = rec.real
             if not (q < v.imag or (moved and q < moved.get(cid, -_INF))):
                 again.append((cid, v))  # active since; else stale (an earlier incarnation's,
@@ -307,13 +315,17 @@ class Chain:
     def _settled(
         self, i: int, now: float, ttl: float, limit: int, take: bool
     ) -> tuple[dict[str, complex], list[str], list[complex], int]:
-        """``review`` of bucket ``i`` until what it queued again into ``i`` is reviewed too."""
+        """``review`` of bucket ``i`` until what it queued again into ``i`` is reviewed too.
+
+        A count (not ``take``) goes on past ``limit`` until ``i`` is in order again, so that
+        what it counted is a prefix of ``i`` (it reviews the bucket once more, at most)."""
         work = 0
         ids: list[str] = []
         recs: list[complex] = []
+        again = False
         while True:
             b = self._ordered(i)
-            due, their, n = self.review(b, now, ttl, limit - work, take)
+            due, their, n = self.review(b, now, ttl, len(b) if again else limit - work, take)
             work += n
             if take:
                 ids += due
@@ -322,9 +334,12 @@ class Chain:
             else:
                 ids, recs = due, their
                 k = len(due)
-            if len(b) > k and work < limit and (
-                id(b) in self.mixed or now > next(islice(b.values(), k, None)).real + ttl
+            mixed = id(b) in self.mixed
+            if len(b) > k and (
+                (mixed and not take)
+                or (work < limit and (mixed or now > next(islice(b.values(), k, None)).real + ttl))
             ):
+                again = not take
                 continue  # some came back into ``b`` and are due for review
             return b, ids, recs, work
 
@@ -352,14 +367,21 @@ class Chain:
             self.dropped_head(recs)
         return ids, recs, len(ids) >= limit or budget <= 0
 
-    def advance(self, ttl: float, now: float) -> int:
-        """How many ids at the head are past ``ttl``; each is walked once, ever."""
+    def advance(self, ttl: float, now: float, budget: int = _NO_LIMIT) -> bool:
+        """Count the ids at the head past ``ttl`` at ``now`` into ``past``, each walked once
+        ever; at most about ``budget`` reviewed per call: False if the count is not done (call
+        again with the same ``now``; removals meanwhile keep ``past`` right)."""
         i = self.mark if self.mark > self.head else self.head
         past = self.past
+        work = 0
+        done = True
         while i < len(self.bks):
-            b, due, _recs, _work = self._settled(i, now, ttl, _NO_LIMIT, False)
+            b, due, _recs, n = self._settled(i, now, ttl, budget - work, False)
+            work += n
             past += len(due)
-            if len(b) > len(due):  # the rest is not due: split the counted ones off
+            k = len(due)
+            if len(b) > k:  # the rest is not due, or the budget ran out: split the counted off
+                done = not now > next(islice(b.values(), k, None)).real + ttl
                 if due:
                     self._split(i, due)
                     i += 1
@@ -367,12 +389,19 @@ class Chain:
             i += 1
             if b is self.cur:
                 break
+            if work >= budget:
+                done = False
+                break
         self.mark = i
-        if i >= len(self.bks):
-            self.room = 0  # every bucket is counted: new ids go to a new one
-        self.mark_now = now
         self.past = past
-        return past
+        if done:
+            if i >= len(self.bks):
+                self.room = 0  # every bucket is counted: new ids go to a new one
+            self.mark_now = now
+            self.part_now, self.part_lo = -_INF, _INF
+        else:
+            self.part_now, self.part_lo = now, self.los[i]
+        return done
 
     def _split(self, i: int, due: list[str]) -> None:
         """Move ``due``, a prefix of bucket ``i``, into a bucket of its own just before it."""
@@ -387,8 +416,11 @@ class Chain:
     def dropped_head(self, recs: list[complex]) -> None:
         """Ids with records ``recs`` left from the head: uncount those counted."""
         if self.past:
-            deadlines = map(add, map(_REAL, recs), repeat(self.ttl))
-            counted = sum(map(self.mark_now.__gt__, deadlines))
+            if self.part_now == -_INF:
+                deadlines = map(add, map(_REAL, recs), repeat(self.ttl))
+                counted = sum(map(self.mark_now.__gt__, deadlines))
+            else:
+                counted = sum(map(self._counted, map(_REAL, recs)))
             self.past = self.past - counted if counted < self.past else 0
         if not self.size:
             self._reset()

@@ -212,7 +212,7 @@ def test_an_id_queued_before_the_head_gets_a_bucket_of_its_own_first() -> None:
     chain.last["a"] = complex(1.0, 1.0)
     chain.put("a", chain.last["a"])  # (no store path does this: warned ids arrive in order of time)
     assert order(chain)[0] == [("a", 1.0)] and chain.past == 0  # counted afresh
-    assert chain.advance(TTL, 5.0 + TTL + 0.5) == 2
+    assert chain.advance(TTL, 5.0 + TTL + 0.5) and chain.past == 2
     assert chain.first() == "a"
 
 
@@ -249,3 +249,40 @@ def test_a_warned_conversation_moved_between_ttls_at_one_reading_is_counted_once
     assert store.count() == 0
     assert [s.id for s in store.claim(100).departures.states] == ["d"]
     assert store.count() == 0 and store.claim(100).warned == []
+
+
+def test_a_count_walks_in_steps_and_removals_between_them_keep_it_right() -> None:
+    store, clock = bound(ttl=10.0)
+    for i in range(5 * CAP):
+        clock.t = i / 1000
+        store.register(f"c{i}", None, None)
+    clock.t = 25.0  # every one past due
+    n, done = store._count(25.0, 1000)  # a first step: some counted, not done
+    assert not done and n == 5 * CAP - 1000
+    store.end("c0")  # counted already
+    store.end(f"c{5 * CAP - 1}")  # not yet
+    n, done = store._count(25.0, 1 << 62)
+    assert done and n == 0
+    assert store.count() == 0
+    assert len(store.claim(10 * CAP).departures.states) == 5 * CAP - 2
+    assert store.count() == 0
+
+
+def test_count_lets_other_threads_in_between_its_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    store, clock = bound(ttl=10.0)
+    for i in range(3 * CAP):
+        store.register(f"c{i}", None, None)
+    clock.t = 20.0
+    steps: list[bool] = []
+    count = store._count
+
+    def stepping(now: float, budget: int = 1 << 62) -> tuple[int, bool]:
+        assert store._guard.write.locked()
+        result = count(now, budget)
+        steps.append(result[1])
+        return result
+
+    monkeypatch.setattr(store, "_count", stepping)
+    monkeypatch.setattr("conversation_expiry._memory._COUNT_STEP", 1000)
+    assert store.count() == 0
+    assert steps[-1] and len(steps) > 3 and not any(steps[:-1])
