@@ -1,30 +1,36 @@
-"""An ordered queue of conversation ids kept in small dicts that the cyclic GC never visits.
+"""A queue of conversation ids in small dicts that the cyclic GC never visits, kept lazily.
 
-A chain is a list of buckets, each a dict id -> created time (only str and float: CPython's
-collector does not track such a dict), in order of last activity: every id of a bucket was last
-active no later than any id of the next, and within a bucket insertion order is activity order
-(activity pops and re-inserts an id, which moves it to the end). So the chain is one exact queue
-whose head is the next to expire, with no Python object per conversation. A bucket takes at most
-``CAP`` ids, so a dict resize under the store's lock stays short.
+A chain is a list of buckets, each a dict id -> the record the id had when it was queued (only
+str and complex: CPython's collector does not track such a dict). An id is queued at the time
+of an activity, and later activity leaves it where it is: a touch rewrites only the store's
+record (id -> complex(last activity, created)), so the request path writes one dict. The chain
+is put right where it is read. A walk from the head (a sweep, a count, an eviction) reviews the
+ids queued before a deadline; one whose record is no longer the one it was queued with was
+active since, and is queued again at its last activity, once per walk past it however often
+it was touched (the timer wheel's lazy re-scheduling).
 
-Finding an id's bucket. ``los[i]``, bucket ``i``'s lower bound, is a float object of its own
-(made by the chain, never a clock reading): every id of bucket ``i`` was last active at or
-after it, every id of an earlier bucket at or before it. An id last active strictly after
-``los[i]`` and before ``los[i + 1]`` is in bucket ``i``: a bisection finds it. Ties (many ids at
-one clock reading: a hand-moved clock, a bulk load) are told apart by identity: an id whose
-last activity *equals* its bucket's bound holds that very float object as its last-activity
-time (``put`` returns the object to store), and ``at`` maps ``id(bound)`` to the bucket. So a
-lookup is one dict probe (a tie) or a bisection, however many buckets share one time.
+Order. Bounds ``los`` never decrease; every id of bucket ``i`` was queued at or after
+``los[i]`` and at or before ``los[i + 1]``, and within a bucket in queue order, except in
+buckets of ``mixed`` (an id queued again lands behind later ones), which a walk sorts before it
+reads them. Ids queued at one clock reading are ordered by the stamps of their activity
+where they have them (``seq``, see ``Book._stamp``), else by place. So the head, once reviewed,
+is the least recently active id. A bucket takes at most ``CAP`` activities (touches count, so no
+bucket collects more than about ``CAP`` ids queued again).
 
-The chain also counts the ids at its head known to be past a TTL deadline: those are exactly
-the ids past due at ``mark_now`` (the buckets ``[head, mark)``; they never move again, activity
-on them raises), so ``advance`` walks each past-due id once however often it is asked (len is
-amortized O(1)), and removing an id tells whether it was counted from its time alone.
+Stale entries. Removal leaves an id's entry where it is unless it is in the current bucket
+(nothing is ever looked for elsewhere). An entry is stale when its id is gone, or was queued
+before its current incarnation was created, or before ``moved[id]`` (when the store queued it
+anew elsewhere); walks drop stale entries.
 
-A dict never shrinks by itself, so buckets that activity left sparse are compacted in place:
-each time a bucket opens, the next few buckets (round robin) whose table is much larger than
-their ids need get a compact copy of it (``thin``): memory follows the live ids, not the past
-activity, at no cost on the request path.
+Past-due counts. ``advance`` counts the ids at the head that are past the TTL at ``mark_now``:
+the buckets ``[head, mark)`` hold only such ids (and stale entries), so each is walked once
+however often the count is asked, and removing an id tells whether it was counted from its
+time alone (``_counted``). A count walks a bounded number of entries per call (the store lets
+other threads in between), and while one is under way ``part_now`` / ``part_lo`` say what it
+has counted so far.
+
+Entries leave a bucket only at the head (walks) and from the current bucket, so no bucket
+is left holding a large table for few ids: memory follows the live ids.
 """
 
 from __future__ import annotations
@@ -32,164 +38,217 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections import deque
 from itertools import islice, repeat
-from operator import add
-from sys import getsizeof
+from operator import add, attrgetter, is_
 
-__all__ = ["CAP", "Chain", "sparse", "thin"]
+__all__ = ["CAP", "Chain"]
 
-CAP = 2048  # ids per bucket: a resize copies at most this many entries
-TIDY = 8  # buckets looked at (for thinning) each time one opens
+CAP = 2048  # activities per bucket: a resize copies at most about this many entries
+REVIEWS = 4  # entries a sweep's batch may review, per id it may take
 _INF = float("inf")
-
-
-def sparse(b: dict[str, float]) -> bool:
-    """Whether a bucket's table is much larger than its ids need (a compact one: ~40 B each)."""
-    return getsizeof(b) > 100 * len(b) + 2048
-
-
-def thin(b: dict[str, float]) -> None:
-    """Give a bucket a table sized for the ids it holds, keeping its order and identity."""
-    keep = b.copy()  # a copy of a sparse dict is sized for its entries
-    b.clear()  # frees the old table
-    if keep:
-        b.update(keep)  # into an empty dict: takes the copy's compact table
+_REAL = attrgetter("real")
+_NO_LIMIT = 1 << 62
 
 
 class Chain:
-    """Buckets in order of last activity; the caller holds the lock and passes time forward."""
+    """Buckets in order of queue time; the caller holds the lock and passes time forward."""
 
     __slots__ = (
-        "at", "bks", "cur", "cur_lo", "head", "last", "los", "mark", "mark_now", "past", "room",
-        "size", "tidy", "ttl",
+        "bks", "cur", "cur_lo", "cur_t", "head", "last", "los", "mark", "mark_now", "mixed",
+        "moved", "part_lo", "part_now", "past", "room", "seq", "size", "ttl",
     )
 
-    def __init__(self, last: dict[str, float], ttl: float) -> None:
-        self.last = last  # the store's id -> last activity (shared by every chain)
+    def __init__(
+        self, last: dict[str, complex], moved: dict[str, float], seq: dict[str, int], ttl: float
+    ) -> None:
+        self.last = last  # the store's id -> complex(last activity, created)
+        self.moved = moved  # the store's id -> time it was last queued anew (rarely any)
+        self.seq = seq  # the store's id -> stamp of an activity at a reading already seen
         self.ttl = ttl
-        self.bks: list[dict[str, float]] = []
+        self.bks: list[dict[str, complex]] = []
         self.los: list[float] = []
-        self.at: dict[int, tuple[float, dict[str, float]]] = {}  # id(bound) -> (bound, bucket)
+        self.mixed: set[int] = set()  # id() of buckets not in queue order
         self._reset()
 
     def _reset(self) -> None:
         self.bks.clear()
         self.los.clear()
-        self.at.clear()
-        self.head = self.mark = self.past = self.size = self.tidy = 0
-        self.room = 0  # puts the current bucket still takes (0: open one first)
+        self.mixed.clear()
+        self.head = self.mark = self.past = self.size = 0
+        self.room = 0  # activities the current bucket still takes (0: open one first)
         self.mark_now = -_INF  # ids past due at this time are counted in ``past``
-        self.cur: dict[str, float] = {}
-        self.cur_lo = _INF  # the fast path "still in the current bucket" never fires
+        self.part_now = -_INF  # a count under way at this time has counted those before:
+        self.part_lo = _INF  # (last activity) ``part_lo``
+        self.cur: dict[str, complex] = {}
+        self.cur_lo = _INF
+        self.cur_t = -_INF  # the latest time queued in the current bucket
 
-    def open(self, now: float) -> dict[str, float]:
-        """Start a new current bucket at ``now`` (``put`` does when ``room`` is 0)."""
-        lo = now + 0.0  # a float object of the chain's own: no id holds it unless put here
-        cur: dict[str, float] = {}
-        bks = self.bks
-        bks.append(cur)
-        self.los.append(lo)
-        self.at[id(lo)] = (lo, cur)
+    def open(self, now: float) -> None:
+        """Start a new current bucket at ``now`` (not earlier than ``cur_t``)."""
+        cur: dict[str, complex] = {}
+        self.bks.append(cur)
+        self.los.append(now)
         self.cur = cur
-        self.cur_lo = lo
+        self.cur_lo = self.cur_t = now
         self.room = CAP
-        j = self.tidy
-        for _ in range(TIDY):  # thin a few of the older buckets, round robin
-            if not self.head <= j < len(bks) - 1:
-                j = self.head
-                if j >= len(bks) - 1:
-                    break
-            b = bks[j]
-            if sparse(b):
-                thin(b)
-            j += 1
-        self.tidy = j
-        return cur
 
-    def put(self, cid: str, created: float, now: float) -> float:
-        """Append ``cid`` (last active at ``now``, no earlier than any id here).
-
-        Returns the float to keep as its last activity: ``now``, or the bucket's bound itself
-        when ``now`` equals it (how ties are told apart).
-        """
+    def tick(self, now: float) -> None:
+        """Count an activity at ``now`` (not earlier than any before) into the current bucket:
+        an id touched then is queued again into it (or a later one), so it must not outgrow
+        ``CAP`` by that."""
+        self.room -= 1
         if self.room <= 0:
             self.open(now)
-        self.cur[cid] = created
-        self.room -= 1
-        self.size += 1
-        lo = self.cur_lo
-        return now if now > lo else lo
 
-    def move(self, b: dict[str, float], cid: str, now: float) -> float:
-        """Move ``cid`` (live, in bucket ``b``) to the tail, active at ``now``; as ``put``."""
-        if b is self.cur:  # stays in its bucket: to its end, no room taken
-            b[cid] = b.pop(cid)
-        else:
-            created = b.pop(cid)
-            if self.room <= 0:
-                self.open(now)
-            self.cur[cid] = created
+    def put(self, cid: str, rec: complex, latest: bool = False) -> None:
+        """Queue ``cid`` with its record ``rec`` at its last activity: an activity
+        (``latest``: the latest of all), or one before when queued again."""
+        t = rec.real
+        if t > self.cur_t or (
+            t == self.cur_t and (latest or not self.seq or self._not_before_last(cid, t))
+        ):
+            if self.room <= 0:  # the usual case: at the tail
+                self.open(t)
+            cur = self.cur
+            if cur.pop(cid, None) is None:  # (present: queued here already, now at the end)
+                self.size += 1
+            cur[cid] = rec
             self.room -= 1
-        lo = self.cur_lo
-        return now if now > lo else lo
+            self.cur_t = t
+            return
+        j = self._bucket_for(cid, t)
+        b = self.bks[j]
+        if b.pop(cid, None) is None:
+            self.size += 1
+        if b:
+            last_cid, last_rec = next(reversed(b.items()))
+            if self._key(last_cid, last_rec.real) > self._key(cid, t):
+                self.mixed.add(id(b))
+        b[cid] = rec
+        if b is self.cur:
+            self.room -= 1
 
-    def find(self, cid: str, last: float) -> dict[str, float] | None:
-        """The bucket holding ``cid`` (last active at ``last``, the object the store keeps)."""
-        hit = self.at.get(id(last))
-        if hit is not None and hit[0] is last:  # a bound itself: that bound's bucket
-            b = hit[1]
+    def _key(self, cid: str, t: float) -> tuple[float, int]:
+        """Queue order: time, then (ids queued at one reading) the stamp of their activity."""
+        return t, self.seq.get(cid, -1)
+
+    def _not_before_last(self, cid: str, t: float) -> bool:
+        bks = self.bks
+        b = self.cur if self.cur or len(bks) < 2 else bks[-2]
+        if not b:
+            return True
+        last_cid, last_rec = next(reversed(b.items()))
+        return self._key(cid, t) >= self._key(last_cid, last_rec.real)
+
+    def _bucket_for(self, cid: str, t: float) -> int:
+        """The bucket ``cid``, queued at ``t`` (not after the tail), belongs in."""
+        los = self.los
+        j = bisect_right(los, t, self.head) - 1
+        if j < self.head:  # earlier than the head bucket: a bucket of its own before it
+            self._prepend(t)
+            return self.head
+        if self.seq and los[j] == t:  # earlier buckets may end with ids queued at ``t``
+            key = self._key(cid, t)  # (a bucket's first id is its least but where ids came
+            while j > self.head:  # in earlier than the bucket's start: then it is mixed)
+                b = self.bks[j]
+                if b:
+                    first, rec = next(iter(b.items()))
+                    if self._key(first, rec.real) <= key:
+                        break
+                j -= 1
+        return j
+
+    def _prepend(self, t: float) -> None:
+        if self.head:
+            self.head -= 1
+            self.bks[self.head] = {}
+            self.los[self.head] = t
         else:
-            los = self.los
-            head = self.head
-            i = bisect_right(los, last, head) - 1
-            if i < head:
-                return None
-            if not los[i] < last:  # equal to a bound, not that object: the bucket before
-                i = bisect_left(los, last, head) - 1
-                if i < head:
-                    return self._search(cid)
-            b = self.bks[i]
-        return b if cid in b else self._search(cid)
+            self.bks.insert(0, {})
+            self.los.insert(0, t)
+            self.mark += 1
+        if self.mark > self.head:  # it lands among counted buckets: count afresh
+            self.mark = self.head
+            self.past = 0
+            self.mark_now = self.part_now = -_INF
 
-    def _search(self, cid: str) -> dict[str, float] | None:
-        """Every bucket, in case ``cid`` is not where its time says (never expected)."""
-        for b in islice(self.bks, self.head, None):
-            if cid in b:
+    def _ordered(self, i: int) -> dict[str, complex]:
+        """Bucket ``i``, sorted if it was not: by queue time, then (ids queued at one reading)
+        by the stamp of their activity, unstamped (the first at that reading) first."""
+        b = self.bks[i]
+        if self.mixed and id(b) in self.mixed:
+            self.mixed.discard(id(b))
+            key = self._key
+            items = sorted(b.items(), key=lambda e: key(e[0], e[1].real))
+            b.clear()
+            b.update(items)
+        return b
+
+    def _head(self) -> dict[str, complex] | None:
+        """The first bucket with ids, sorted (empty ones before it freed), or None."""
+        bks = self.bks
+        while self.head < len(bks):
+            b = self._ordered(self.head)
+            if b:
                 return b
+            if b is self.cur:
+                return None
+            self._trim(self.head + 1)
         return None
-
-    def take(self, b: dict[str, float], cid: str, last: float) -> float:
-        """Remove ``cid`` (last active at ``last``) from its bucket ``b``; its created time."""
-        created = b.pop(cid)
-        self.size -= 1
-        if self.mark_now > last + self.ttl:  # past due when last counted: it was counted
-            self.past -= 1
-        if not self.size:
-            self._reset()
-        return created
 
     def first(self) -> str | None:
-        """The id at the head (the least recently active), or None."""
-        bks = self.bks
-        n = len(bks)
-        i = self.head
-        while i < n:
-            b = bks[i]
-            if b:
-                self._trim(i)
-                return next(iter(b))
-            i += 1
-        return None
+        """The least recently active id (reviewing the head until it is one), or None."""
+        last, moved = self.last, self.moved
+        while True:
+            b = self._head()
+            if b is None:
+                return None
+            cid, rec = next(iter(b.items()))
+            v = last.get(cid)
+            if v is rec:  # not active since it was queued
+                return cid
+            del b[cid]
+            self.size -= 1
+            q = rec.real
+            if not (v is None or q < v.imag or (moved and q < moved.get(cid, -_INF))):
+                self.put(cid, v)  # active since: queued again at its last activity
 
-    def head_bucket(self) -> dict[str, float]:
-        """The bucket of ``first()``'s id (call it first)."""
-        return self.bks[self.head]
+    def pop_first(self, cid: str) -> None:
+        """Remove ``first()``'s id from the head (call ``first`` just before)."""
+        self._uncount(cid)
+        del self.bks[self.head][cid]
+        self.size -= 1
+        if not self.size:
+            self._reset()
+
+    def _counted(self, last: float) -> bool:
+        """Whether an id last active at ``last`` (and queued here) is counted in ``past``."""
+        due = last + self.ttl
+        return self.mark_now > due or (self.part_now > due and last < self.part_lo)
+
+    def _uncount(self, cid: str) -> None:
+        if self._counted(self.last[cid].real):
+            self.past -= 1
+
+    def forget(self, cid: str) -> None:
+        """``cid``, queued here, leaves the store (call before its record goes): uncount it,
+        and drop its entry if it is at hand."""
+        self._uncount(cid)
+        self.drop_recent(cid)
+
+    def drop_recent(self, cid: str) -> None:
+        """Drop ``cid``'s entry if it is in the current bucket (where every entry queued at the
+        latest reading is: a copy that ``moved`` could not tell from a new one)."""
+        if self.cur.pop(cid, None) is not None:
+            self.size -= 1
+            if not self.size:
+                self._reset()
 
     def _trim(self, i: int) -> None:
         """Buckets before ``i`` are empty: free them (the list is compacted now and then)."""
         if i > self.head:
-            at, bks, los = self.at, self.bks, self.los
+            bks, los = self.bks, self.los
             for j in range(self.head, i):
-                at.pop(id(los[j]), None)
+                self.mixed.discard(id(bks[j]))
                 bks[j].clear()
             self.head = i
             if self.mark < i:
@@ -200,108 +259,168 @@ class Chain:
                 self.head = 0
                 self.mark -= i
 
-    def dropped_head(self, n: int) -> None:
-        """``n`` ids left from the head (a sweep): those counted past due go first."""
-        self.size -= n
-        self.past = self.past - n if n < self.past else 0
-        if not self.size:
-            self._reset()
+    def review(
+        self, b: dict[str, complex], now: float, ttl: float, limit: int, take: bool
+    ) -> tuple[list[str], list[complex], int]:
+        """Review the ids at the front of ``b`` (sorted) queued before ``now - ttl``, at most
+        ``limit``: stale ones are dropped, ones active since queued again (``b`` may get some
+        back). Returns those past due and their records, and how many were reviewed; with
+        ``take`` they leave ``b`` and the records, else they stay at its front.
 
-    def pop_due(self, now: float, limit: int) -> tuple[list[str], list[float], list[float]]:
-        """Remove up to ``limit`` past-due ids from the head, forgetting their last activity.
-
-        Returns (ids, created, last). The loops over ids run in C (map, islice): this is most
-        of a sweep's cost per conversation.
+        An entry holds the record its id had when queued, so "not active since" is one
+        identity test, and the loops over ids run in C: this is most of a sweep's cost.
         """
+        recs = list(islice(b.values(), limit))
+        if not recs or not now > recs[0].real + ttl:
+            return [], [], 0
+        if not now > recs[-1].real + ttl:
+            dues = list(map(add, map(_REAL, recs), repeat(ttl)))
+            del recs[bisect_left(dues, now) :]  # the first k: queued before now - ttl
+        n = len(recs)
+        some = list(islice(b, n))
         lastd = self.last
-        get, forget = lastd.__getitem__, lastd.__delitem__
+        vals = list(map(lastd.get, some))  # (not pop: putting back may resize a huge dict)
+        if all(map(is_, vals, recs)):  # none stale, none active since: all past due
+            if take:
+                deque(map(lastd.__delitem__, some), 0)
+                if n == len(b):
+                    b.clear()
+                else:
+                    deque(map(b.__delitem__, some), 0)
+                self.size -= n
+            return some, recs, n
+        moved = self.moved
+        due: list[str] = []
+        kept: list[complex] = []
+        again: list[tuple[str, complex]] = []
+        for cid, rec, v in zip(some, recs, vals, strict=True):
+            if v is rec:
+                due.append(cid)
+                kept.append(v)
+                if take:
+                    del b[cid], lastd[cid]
+                    self.size -= 1
+                continue
+            del b[cid]
+            self.size -= 1
+            if v is None:
+                continue  # stale: gone
+            q = rec.real
+            if not (q < v.imag or (moved and q < moved.get(cid, -_INF))):
+                again.append((cid, v))  # active since; else stale (an earlier incarnation's,
+        for cid, v in again:  # or queued anew elsewhere)
+            self.put(cid, v)
+        return due, kept, n
+
+    def _settled(
+        self, i: int, now: float, ttl: float, limit: int, take: bool
+    ) -> tuple[dict[str, complex], list[str], list[complex], int]:
+        """``review`` of bucket ``i`` until what it queued again into ``i`` is reviewed too.
+
+        A count (not ``take``) goes on past ``limit`` until ``i`` is in order again, so that
+        what it counted is a prefix of ``i`` (it reviews the bucket once more, at most)."""
+        work = 0
+        ids: list[str] = []
+        recs: list[complex] = []
+        again = False
+        while True:
+            b = self._ordered(i)
+            due, their, n = self.review(b, now, ttl, len(b) if again else limit - work, take)
+            work += n
+            if take:
+                ids += due
+                recs += their
+                k = 0
+            else:
+                ids, recs = due, their
+                k = len(due)
+            mixed = id(b) in self.mixed
+            if len(b) > k and (
+                (mixed and not take)
+                or (work < limit and (mixed or now > next(islice(b.values(), k, None)).real + ttl))
+            ):
+                again = not take
+                continue  # some came back into ``b`` and are due for review
+            return b, ids, recs, work
+
+    def pop_due(self, now: float, limit: int) -> tuple[list[str], list[complex], bool]:
+        """Remove up to ``limit`` past-due ids from the head, forgetting their records.
+
+        Returns them, their records (complex(last, created)), and whether there may be more:
+        at most ``REVIEWS`` x ``limit`` entries are reviewed (stale ones, ones queued again),
+        which bounds the time under the lock.
+        """
         ttl = self.ttl
         ids: list[str] = []
-        created: list[float] = []
-        lasts: list[float] = []
-        bks = self.bks
-        n = len(bks)
-        i = self.head
-        while limit > 0 and i < n:
-            b = bks[i]
-            if not b:
-                i += 1
-                continue
-            if len(b) <= limit and now > get(next(reversed(b))) + ttl:  # the whole bucket
-                some = list(b)
-                their = list(map(lastd.pop, some))
-                created += b.values()
-                b.clear()
-                k = len(some)
-            else:
-                some = list(islice(b, limit))
-                if now > get(some[-1]) + ttl:  # all of them (the usual case): one pass
-                    their = list(map(lastd.pop, some))
-                    k = len(some)
-                elif not now > get(some[0]) + ttl:  # none of them
-                    break
-                else:
-                    their = list(map(get, some))
-                    k = bisect_left(list(map(add, their, repeat(ttl))), now)  # first k: < now
-                    del some[k:], their[k:]
-                    deque(map(forget, some), 0)
-                created += map(b.pop, some)
-            ids += some
-            lasts += their
-            limit -= k
-            if b:
+        recs: list[complex] = []
+        budget = REVIEWS * limit
+        while len(ids) < limit and budget > 0:
+            if self._head() is None:
                 break
-            i += 1
+            _b, due, their, work = self._settled(self.head, now, ttl, limit - len(ids), True)
+            budget -= work
+            ids += due
+            recs += their
+            if not work:  # nothing at the head is due for review
+                break
         if ids:
-            self.dropped_head(len(ids))
-            if self.size:
-                self.first()
-        return ids, created, lasts
+            self.dropped_head(recs)
+        return ids, recs, len(ids) >= limit or budget <= 0
 
-    def advance(self, ttl: float, now: float) -> int:
-        """How many ids at the head are past ``ttl``; each is walked once, ever."""
-        bks = self.bks
-        last = self.last
-        n = len(bks)
+    def advance(self, ttl: float, now: float, budget: int = _NO_LIMIT) -> bool:
+        """Count the ids at the head past ``ttl`` at ``now`` into ``past``, each walked once
+        ever; at most about ``budget`` reviewed per call: False if the count is not done (call
+        again with the same ``now``; removals meanwhile keep ``past`` right)."""
         i = self.mark if self.mark > self.head else self.head
         past = self.past
-        while i < n:
-            b = bks[i]
-            if not b:
-                if i == n - 1:
-                    break  # the current bucket: ids may still come
-                i += 1
-                continue
-            if now > last[next(reversed(b))] + ttl:  # all of it: counted at once
-                past += len(b)
-                i += 1
-                continue
-            due = []
-            for cid in b:  # part of it: split off the past-due prefix, walked once
-                if now <= last[cid] + ttl:
-                    break
-                due.append(cid)
-            if due:
-                self._split(i, due)
-                past += len(due)
-                i += 1
-            break
+        work = 0
+        done = True
+        while i < len(self.bks):
+            b, due, _recs, n = self._settled(i, now, ttl, budget - work, False)
+            work += n
+            past += len(due)
+            k = len(due)
+            if len(b) > k:  # the rest is not due, or the budget ran out: split the counted off
+                done = not now > next(islice(b.values(), k, None)).real + ttl
+                if due:
+                    self._split(i, due)
+                    i += 1
+                break
+            i += 1
+            if b is self.cur:
+                break
+            if work >= budget:
+                done = False
+                break
         self.mark = i
-        if i >= len(bks):
-            self.room = 0  # every bucket is counted: new ids go to a new one
-        self.mark_now = now
         self.past = past
-        return past
+        if done:
+            if i >= len(self.bks):
+                self.room = 0  # every bucket is counted: new ids go to a new one
+            self.mark_now = now
+            self.part_now, self.part_lo = -_INF, _INF
+        else:
+            self.part_now, self.part_lo = now, self.los[i]
+        return done
 
     def _split(self, i: int, due: list[str]) -> None:
         """Move ``due``, a prefix of bucket ``i``, into a bucket of its own just before it."""
         b = self.bks[i]
         front = {cid: b.pop(cid) for cid in due}
-        old = self.los[i]
-        lo = self.last[due[-1]] + 0.0  # the prefix's latest time; the rest are all later
+        lo = next(iter(b.values())).real  # the rest's earliest: later than all of ``due``
         self.bks.insert(i, front)
         self.los.insert(i + 1, lo)
-        self.at[id(old)] = (old, front)
-        self.at[id(lo)] = (lo, b)
         if b is self.cur:
             self.cur_lo = lo
+
+    def dropped_head(self, recs: list[complex]) -> None:
+        """Ids with records ``recs`` left from the head: uncount those counted."""
+        if self.past:
+            if self.part_now == -_INF:
+                deadlines = map(add, map(_REAL, recs), repeat(self.ttl))
+                counted = sum(map(self.mark_now.__gt__, deadlines))
+            else:
+                counted = sum(map(self._counted, map(_REAL, recs)))
+            self.past = self.past - counted if counted < self.past else 0
+        if not self.size:
+            self._reset()

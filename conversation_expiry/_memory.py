@@ -3,9 +3,9 @@
 The bookkeeping is :class:`~conversation_expiry._book.Book` (sweeps: ``_sweeps.Ledger``); this
 class adds the lock (``_rwlock``), the store's time and the protocol. ``touch``, ``get`` and
 ``is_live`` are the request path, so they are written out here in full (the reference versions
-are ``Book._live`` / ``Book._activity``, which use ``Chain.find`` / ``Chain.move``, ``Book._get``
-and ``Book._is_live``; ``tests/test_memory_buckets.py`` checks that both give the same states
-and the same bucket layout, and ``tests/test_store_contract.py`` runs both paths).
+are ``Book._live`` / ``Book._activity``, ``Book._get`` and ``Book._is_live``;
+``tests/test_memory_buckets.py`` checks that both give the same states and the same layout, and
+``tests/test_store_contract.py`` runs both paths).
 
 Time is the manager's clock, read *before* the lock is taken (a clock that stalls its caller
 must not stall everyone) and checked under it against the latest reading the store acted on: an
@@ -17,12 +17,11 @@ expire). A reading that is not a finite number fails that call alone, before any
 from __future__ import annotations
 
 import math
+import threading
 import time
-from bisect import bisect_right
 from threading import active_count
 from typing import Any
 
-from ._buckets import Chain
 from ._clock import PERF_COUNTER, Clock, WallOffset, reader
 from ._errors import ClockError, ConversationExpiredError, ConversationNotFoundError
 from ._rwlock import RWGuard
@@ -33,6 +32,7 @@ from ._sweeps import Ledger
 __all__ = ["MemoryStore"]
 
 _tuple_new = tuple.__new__
+_complex = complex
 _INF = math.inf
 _LIMIT = 1e12  # seconds: far beyond any date a datetime can show
 _OFFSETS = (float, WallOffset)  # the stock clocks' offsets: always finite
@@ -41,13 +41,7 @@ _OFFSETS = (float, WallOffset)  # the stock clocks' offsets: always finite
 # ~0.1 ms, so it is spent when a request thread waited for the lock, or else every 2 ms while
 # another thread exists (alone, a sweep has no one to let in).
 _YIELD_EVERY = 0.002
-
-
-def _found(chain: Chain, cid: str, last: float) -> dict[str, float]:
-    """``Chain.find`` for an id known to be on the chain."""
-    b = chain.find(cid, last)
-    assert b is not None, cid
-    return b
+_COUNT_STEP = 4096  # entries a count reviews per queue under the lock: about 1 ms
 
 
 def _odd_reading(now: object, offset: object, floor: float) -> tuple[float, float]:
@@ -72,6 +66,7 @@ class MemoryStore(Ledger):
     def __init__(self) -> None:
         super().__init__()
         self._guard = RWGuard()
+        self._counting = threading.Lock()
         self._floor = -_INF
         self._bound = False
         self._sweeping = False
@@ -129,42 +124,38 @@ class MemoryStore(Ledger):
                 self._floor = now
             else:
                 now, offset = self._checked((now, offset))
-            last = self._last.get(cid)
-            if last is None:
+            v = self._last.get(cid)
+            if v is None:
                 raise ConversationNotFoundError(cid)
-            if not self._plain or self._ttl_of or self._meta:  # (activity is stamped: see Book)
+            if not self._plain or self._ttl_of or self._meta:
                 created, last, ttl = self._live(cid, now)
                 if extend:
-                    last = self._activity(cid, last, ttl, ttl, now)
+                    last = self._activity(cid, created, ttl, ttl, now)
                 return self._state(cid, created, last, ttl, offset)
             # No max_age, no warnings, the default TTL: the hot path, inlined from Book._live
-            # and Book._activity (one chain: the default queue's fresh one).
+            # and Book._activity (the id stays where it is queued).
             ttl = self._ttl
+            last = v.real
             if now > last + ttl:
                 raise ConversationExpiredError(cid)
-            chain = self._fresh
-            lo = chain.cur_lo
-            if not extend:
-                created = _found(chain, cid, last)[cid]
-            elif last > lo or last is lo:  # in the current bucket (_buckets: ties by identity)
-                cur = chain.cur
-                created = cur.pop(cid)
-                cur[cid] = created  # to its end
-                self._last[cid] = last = now if now > lo else lo
-            else:  # Chain.find, take and put, inlined (a live id is never counted past due)
-                # Strictly after a bound: that bound's bucket. Equal to one (a tie, told apart
-                # by identity): Chain.find. The bisection first: ties are rare on a real clock.
-                los = chain.los
-                i = bisect_right(los, last, chain.head) - 1
-                b = chain.bks[i] if los[i] < last else _found(chain, cid, last)
-                got = b.pop(cid, None)
-                created = _found(chain, cid, last).pop(cid) if got is None else got
+            created = v.imag
+            if extend:
+                rec = self._last[cid] = _complex(now, created)
+                chain = self._fresh
+                if now > self._act_t or not self._ties:  # Book._stamp, inlined
+                    self._act_t = now
+                    self._act_id = cid
+                else:  # the reading of an earlier activity: as Book._activity does
+                    cur = chain.cur
+                    queued_now = v is cur.get(cid) and last == now
+                    self._stamp(cid, now, not queued_now)
+                    if queued_now:  # queued at this very reading: to the end of its order
+                        del cur[cid]
+                        cur[cid] = rec
+                last = now
+                chain.room -= 1  # Chain.tick, inlined
                 if chain.room <= 0:
                     chain.open(now)
-                    lo = chain.cur_lo
-                chain.cur[cid] = created
-                chain.room -= 1
-                self._last[cid] = last = now if now > lo else lo
             return _tuple_new(
                 ConversationState, (cid, created, last, last + ttl, True, False, offset, None)
             )
@@ -182,24 +173,15 @@ class MemoryStore(Ledger):
             if not self._plain or self._ttl_of or self._meta:
                 return self._get(cid, now, offset)
             # The request path's plain case, inlined from Book._get.
-            last = self._last.get(cid)
-            if last is None:
+            v = self._last.get(cid)
+            if v is None:
                 return None
             ttl = self._ttl
+            last = v.real
             if now > last + ttl:
                 return None
-            chain = self._fresh
-            lo = chain.cur_lo
-            if last > lo or last is lo:  # as in touch
-                created = chain.cur[cid]
-            else:
-                los = chain.los  # as in touch
-                i = bisect_right(los, last, chain.head) - 1
-                b = chain.bks[i] if los[i] < last else _found(chain, cid, last)
-                got = b.get(cid)
-                created = _found(chain, cid, last)[cid] if got is None else got
             return _tuple_new(
-                ConversationState, (cid, created, last, last + ttl, True, False, offset, None)
+                ConversationState, (cid, v.imag, last, last + ttl, True, False, offset, None)
             )
         finally:
             lock.release()
@@ -213,16 +195,26 @@ class MemoryStore(Ledger):
         try:
             now = self._checked(reading)[0]
             if self._plain and not self._ttl_of:  # is_expired's plain case, from Book._is_live
-                last = self._last.get(cid)
-                return last is not None and now <= last + self._ttl
+                v = self._last.get(cid)
+                return v is not None and now <= v.real + self._ttl
             return self._is_live(cid, now)
         finally:
             lock.release()
 
     def count(self) -> int:
+        """Live conversations; the walk of those fallen due since the last count is done in
+        steps, with other threads let in between (it reads each of them once)."""
         reading = self._reading()
-        with self._guard.writing:
-            return self._count(self._checked(reading)[0])
+        with self._counting:  # one count walks at a time, each at its own reading
+            now: float | None = None
+            while True:
+                with self._guard.writing:
+                    if now is None:
+                        now = self._checked(reading)[0]
+                    n, done = self._count(now, _COUNT_STEP)
+                if done:
+                    return n
+                time.sleep(0)
 
     def hold(self, cid: str) -> int:
         reading = self._reading()
@@ -283,3 +275,4 @@ class MemoryStore(Ledger):
     def reinit_after_fork(self) -> None:
         """Fresh locks in a forked child (the data is kept)."""
         self._guard.reinit()
+        self._counting = threading.Lock()

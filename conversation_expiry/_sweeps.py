@@ -6,8 +6,9 @@ and ``Book`` would pass 300 lines. The caller holds the lock, as for every ``Boo
 
 from __future__ import annotations
 
+from collections import deque
 from itertools import islice, repeat
-from operator import add
+from operator import add, attrgetter
 
 from ._book import Book
 from ._buckets import Chain
@@ -17,6 +18,8 @@ from ._store import Departures
 __all__ = ["Ledger"]
 
 _tuple_new = tuple.__new__
+_IMAG = attrgetter("imag")
+_REAL = attrgetter("real")
 _EXPIRED = ExpiryReason.EXPIRED
 _MAX_AGE = ExpiryReason.MAX_AGE
 
@@ -24,24 +27,27 @@ _MAX_AGE = ExpiryReason.MAX_AGE
 class Ledger(Book):
     """``Book`` with the sweep side: claims of past-due ids, warnings, the shutdown drain."""
 
-    def _collect_plain(self, now: float, offset: float, limit: int) -> Departures:
+    def _collect_plain(self, now: float, offset: float, limit: int) -> tuple[Departures, bool]:
         # One TTL, no max_age, no warnings: the expired ids are a prefix of one chain, taken by
         # loops in C. This is most of a sweep's cost per conversation.
-        ids, created, lasts = self._fresh.pop_due(now, limit)
+        ids, vals, more = self._fresh.pop_due(now, limit)
         n = len(ids)
-        deadlines = map(add, lasts, repeat(self._ttl))
+        lasts = list(map(_REAL, vals))
         states: list[ConversationState] = list(
             map(
                 _tuple_new,
                 repeat(ConversationState, n),
-                zip(ids, created, lasts, deadlines, repeat(False), repeat(False),
-                    repeat(offset), repeat(None)),
+                zip(ids, map(_IMAG, vals), lasts, map(add, lasts, repeat(self._ttl)),
+                    repeat(False), repeat(False), repeat(offset), repeat(None)),
             )
         )
         tokens: dict[str, int] = {}
+        for side in (self._seq, self._moved):  # (stamps of ties, markers of moves: in C)
+            if side:
+                deque(map(side.pop, ids, repeat(None)), 0)
         if self._held or self._meta:
             self._forget_side(states, tokens)
-        return Departures(states, [_EXPIRED] * n, tokens, now)
+        return Departures(states, [_EXPIRED] * n, tokens, now), more
 
     def _forget_side(self, states: list[ConversationState], tokens: dict[str, int]) -> None:
         # The plain walk builds states without metadata; those that had some get it back here.
@@ -66,32 +72,32 @@ class Ledger(Book):
                 cid = chain.first()
                 if cid is None:
                     break
-                last = last_of[cid]
+                v = last_of[cid]
+                last = v.real
                 if last + q.ttl - self._warn > now:
                     break
-                created = chain.take(chain.head_bucket(), cid, last)
-                last_of[cid] = q.warned.put(cid, created, last)
+                chain.pop_first(cid)
+                q.warned.put(cid, v)
+                self._on_warned.add(cid)
                 if cid not in self._warned:
                     self._warned.add(cid)
-                    out.append(self._state(cid, created, last, q.ttl, offset))
+                    out.append(self._state(cid, v.imag, last, q.ttl, offset))
         if self._max_age is not None:
-            for cid, last in last_of.items():
+            for cid, v in last_of.items():
                 if len(out) >= limit:
                     break
-                ttl = self._ttl_for(cid)
-                created = self._created(cid, last, ttl)
-                if created + self._max_age - self._warn > now:
+                if v.imag + self._max_age - self._warn > now:
                     break
                 if cid not in self._warned:
                     self._warned.add(cid)
-                    out.append(self._state(cid, created, last, ttl, offset))
+                    out.append(self._state(cid, v.imag, v.real, self._ttl_for(cid), offset))
 
     def _collect(
         self, now: float, offset: float, limit: int
     ) -> tuple[Departures, list[ConversationState], bool]:
         if self._plain and len(self._queues) == 1:
-            removed = self._collect_plain(now, offset, limit)
-            return removed, [], len(removed.states) >= limit
+            removed, more = self._collect_plain(now, offset, limit)
+            return removed, [], more
         removed = Departures([], [], {}, now)
         warned: list[ConversationState] = []
         last_of = self._last
@@ -102,20 +108,21 @@ class Ledger(Book):
                     cid = chain.first()
                     if cid is None:
                         break
-                    last = last_of[cid]
-                    created = chain.head_bucket()[cid]
+                    v = last_of[cid]
+                    created, last = v.imag, v.real
                     if now <= self._deadline(created, last, q.ttl):
                         break
-                    self._remove(cid, self._reason(created, last, q.ttl), offset, removed)
+                    reason = self._reason(created, last, q.ttl)
+                    self._remove(cid, reason, offset, removed, at_head=chain)
             if q is not self._default and not q.fresh.size and not q.warned.size:
                 del self._queues[q.ttl]  # a TTL nobody uses any more
         if self._max_age is not None and len(removed.states) < limit:
             room = limit - len(removed.states)
             due: list[str] = []
-            for cid, last in last_of.items():
+            for cid, v in last_of.items():
                 if len(due) >= room:
                     break
-                if now <= self._created(cid, last, self._ttl_for(cid)) + self._max_age:
+                if now <= v.imag + self._max_age:
                     break
                 due.append(cid)
             for cid in due:
@@ -127,9 +134,9 @@ class Ledger(Book):
     def _drain(self, now: float, offset: float, limit: int) -> Departures:
         removed = Departures([], [], {}, now)
         for cid in list(islice(self._last, limit)):
-            last = self._last[cid]
+            v = self._last[cid]
             ttl = self._ttl_for(cid)
-            created = self._created(cid, last, ttl)
+            created, last = v.imag, v.real
             if now > self._deadline(created, last, ttl):
                 self._remove(cid, self._reason(created, last, ttl), offset, removed)
             else:
@@ -142,12 +149,12 @@ class Ledger(Book):
         for q in self._queues.values():
             head = q.fresh.first()
             if head is not None:
-                at = self._last[head] + q.ttl - self._warn
+                at = self._last[head].real + q.ttl - self._warn
                 due = at if due is None else min(due, at)
         if self._max_age is not None:
-            for cid, last in self._last.items():
+            for cid, v in self._last.items():
                 if cid not in self._warned:
-                    at = self._created(cid, last, self._ttl_for(cid)) + self._max_age - self._warn
+                    at = v.imag + self._max_age - self._warn
                     due = at if due is None else min(due, at)
                     break
         return due

@@ -136,6 +136,27 @@ def test_a_fault_in_one_conversation_does_not_stop_the_sweep_of_others(
     assert_logged(log, "x2", Boom)
 
 
+def test_on_expire_raising_for_one_conversation_is_still_called_for_the_rest(
+    make_manager, clock, log
+) -> None:
+    seen: list[str] = []
+
+    def on_expire(state: ConversationState, reason: ExpiryReason) -> None:
+        seen.append(state.id)
+        if state.id in ("y2", "y4"):
+            raise ValueError(f"on_expire failed for {state.id}")
+
+    m = make_manager(clock=clock, on_expire=on_expire, autostart=False)
+    ids = [f"y{i}" for i in range(1, 6)]
+    for cid in ids:  # no cleanups: on_expire alone, the loop the sweep runs in C
+        m.register_conversation(cid)
+    clock.advance(TTL + 1)
+    assert sorted(m.cleanup_expired()) == ids
+    assert sorted(seen) == ids
+    assert_logged(log, "y2", ValueError)
+    assert_logged(log, "y4", ValueError)
+
+
 def test_fault_on_the_background_thread_is_logged_with_the_id(make_manager, clock, log) -> None:
     done = threading.Event()
     cid = "conv-bg-99"

@@ -49,11 +49,11 @@ def test_len_counts_each_past_due_conversation_once_however_often_it_is_asked(
     walked: list[int] = []
     advance = Chain.advance
 
-    def counting(chain: Chain, ttl: float, now: float) -> int:
+    def counting(chain: Chain, ttl: float, now: float, budget: int) -> bool:
         before = chain.past
-        result = advance(chain, ttl, now)
-        walked.append(result - before)
-        return result
+        done = advance(chain, ttl, now, budget)
+        walked.append(chain.past - before)
+        return done
 
     monkeypatch.setattr(Chain, "advance", counting)
     assert len(m) == 1 and len(m) == 1 and len(m) == 1

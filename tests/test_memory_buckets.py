@@ -1,4 +1,4 @@
-"""The in-memory store's bucket layout: ties, the inlined request path, thinning, the GC.
+"""The in-memory store's layout: lazy queueing, ties, stale entries, the inlined path, the GC.
 
 These drive ``MemoryStore`` directly with a clock the test sets, and look at its chain
 (``_buckets.Chain``) where the behaviour under test is the layout itself.
@@ -7,7 +7,6 @@ These drive ``MemoryStore`` directly with a clock the test sets, and look at its
 from __future__ import annotations
 
 import gc
-import sys
 from random import Random
 
 import pytest
@@ -21,54 +20,141 @@ OFFSET = SetClock.OFFSET
 TTL = 100.0
 
 
-def bound(ttl: float = TTL) -> tuple[MemoryStore, SetClock]:
+def bound(ttl: float = TTL, capacity: int | None = None) -> tuple[MemoryStore, SetClock]:
     store, clock = MemoryStore(), SetClock()
-    store.bind(Policy(ttl=ttl), clock)
+    store.bind(Policy(ttl=ttl, max_conversations=capacity), clock)
     return store, clock
 
 
-def order(chain: Chain) -> list[list[str]]:
-    return [list(b) for b in chain.bks[chain.head :]]
+def order(chain: Chain) -> list[list[tuple[str, float]]]:
+    """Each bucket's ids with the time they were queued at."""
+    return [[(cid, rec.real) for cid, rec in b.items()] for b in chain.bks[chain.head :]]
 
 
-def no_search(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(self: Chain, cid: str) -> None:
-        raise AssertionError(f"{cid} was not where its time says")
-
-    monkeypatch.setattr(Chain, "_search", refuse)
+def entries(chain: Chain) -> int:
+    return sum(map(len, chain.bks[chain.head :]))
 
 
 def reference_touch(store: MemoryStore, cid: str, now: float) -> ConversationState:
     """What ``touch`` does, by ``Book``'s reference methods (no lock, no inlining)."""
     created, last, ttl = store._live(cid, now)
-    last = store._activity(cid, last, ttl, ttl, now)
+    last = store._activity(cid, created, ttl, ttl, now)
     return store._state(cid, created, last, ttl, OFFSET)
 
 
-def test_ids_registered_at_one_reading_are_found_by_a_probe_not_a_walk(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_touch_rewrites_the_record_and_leaves_the_id_where_it_is_queued() -> None:
     store, clock = bound()
-    n = 3 * CAP + 5  # several buckets opened at one clock reading
+    for cid in "abc":
+        store.register(cid, None, None)
+    before = order(store._fresh)
+    clock.t = 5.0
+    state = store.touch("a", True)
+    assert state.last_activity.timestamp() == OFFSET + 5.0
+    assert order(store._fresh) == before  # still queued at its registration
+    assert store._last["a"] == complex(5.0, 0.0)
+
+
+def test_a_sweep_queues_a_touched_id_again_and_expires_it_at_its_deadline() -> None:
+    store, clock = bound(ttl=10.0)
+    store.register("a", None, None)
+    store.register("b", None, None)
+    clock.t = 5.0
+    store.touch("a", True)
+    clock.t = 10.5
+    assert [s.id for s in store.claim(100).departures.states] == ["b"]
+    assert order(store._fresh)[-1] == [("a", 5.0)]  # queued again at its last activity
+    clock.t = 15.0
+    assert store.claim(100).departures.states == []
+    clock.t = 15.5
+    assert [s.id for s in store.claim(100).departures.states] == ["a"]
+
+
+def test_count_walks_a_touched_id_once_and_counts_it_when_past_due() -> None:
+    store, clock = bound(ttl=10.0)
+    for i in range(50):
+        store.register(f"c{i}", None, None)
+    clock.t = 5.0
+    for i in range(0, 50, 2):
+        store.touch(f"c{i}", True)
+    clock.t = 10.5
+    assert store.count() == 25 and store.count() == 25  # the odd ones are past due
+    clock.t = 15.5
+    assert store.count() == 0
+    assert len(store.claim(100).departures.states) == 50
+
+
+def test_ids_active_at_one_reading_are_evicted_in_the_order_of_their_activity() -> None:
+    store, clock = bound(capacity=3)
+    for cid in "abc":
+        store.register(cid, None, None)
+    clock.t = 1.0
+    store.touch("a", True)  # lazily, at a new reading ...
+    store.touch("b", True)  # ... then at the same one: both queued now, a before b
+    store.touch("c", True)
+    evicted = []
+    for cid in "xyz":
+        evicted += [s.id for s in store.register(cid, None, None)[1].states]
+    assert evicted == ["a", "b", "c"]
+
+
+def test_ids_active_at_one_reading_over_several_buckets_keep_their_order() -> None:
+    n, m = 3 * CAP + 5, 2 * CAP + 10
+    store, clock = bound(capacity=n + m)
     for i in range(n):
         store.register(f"c{i}", None, None)
+    clock.t = 1.0
+    store.touch("c0", True)  # the first activity at this reading: lazily
+    for i in range(m):
+        store.register(f"d{i}", None, None)  # then more than a bucket at the same reading
     chain = store._fresh
-    assert len(chain.bks) == 4 and len(set(chain.los)) == 1  # all bounds tied
-    no_search(monkeypatch)
-    clock.t = 0.0  # still tied: touched at the same reading
-    for i in range(0, n, 7):
-        state = store.touch(f"c{i}", True)
-        assert state.last_activity == state.created_at
-    clock.t = 5.0
-    for i in range(0, n, 3):
-        assert store.touch(f"c{i}", True).last_activity.timestamp() == OFFSET + 5.0
-    for i in range(n):
-        got = store.get(f"c{i}")
-        assert got is not None and got.created_at.timestamp() == OFFSET
-        assert store.is_live(f"c{i}")
-    for i in range(1, n, 2):
-        assert store.end(f"c{i}").states[0].id == f"c{i}"
-    assert store.count() == n - n // 2
+    assert chain.los == sorted(chain.los) and chain.los.count(1.0) > 1
+    clock.t = 2.0
+    evicted = []
+    for i in range(n + 3):
+        evicted += [s.id for s in store.register(f"e{i}", None, None)[1].states]
+    assert evicted == [f"c{i}" for i in range(1, n)] + ["c0", "d0", "d1", "d2"]
+
+
+def test_a_bucket_takes_at_most_cap_activities_touches_included() -> None:
+    store, clock = bound(ttl=1e6)
+    ids = [f"c{i}" for i in range(CAP)]
+    for cid in ids:
+        store.register(cid, None, None)
+    chain = store._fresh
+    for k in range(3 * CAP):  # every touch at a new reading
+        clock.t = 1.0 + k
+        store.touch(ids[k % CAP], True)
+    assert len(chain.bks) == 4  # the first, then one per CAP touches
+    assert entries(chain) == CAP
+
+
+def test_an_ended_id_leaves_a_stale_entry_that_a_walk_drops() -> None:
+    store, clock = bound(ttl=1e4)
+    for i in range(CAP + 1):  # c0 ends up in a bucket that is not the current one
+        clock.t = float(i)
+        store.register(f"c{i}", None, None)
+    chain = store._fresh
+    assert [s.id for s in store.end("c0").states] == ["c0"]
+    assert entries(chain) == CAP + 1  # left where it was
+    clock.t = CAP + 1.0
+    store.register("c0", None, None)  # a new incarnation, queued anew
+    clock.t = 1e4 + CAP + 0.5
+    gone = [s.id for s in store.claim(10 * CAP).departures.states]
+    assert gone == [f"c{i}" for i in range(1, CAP + 1)]  # not the new c0
+    assert store.get("c0") is not None and entries(chain) == 1
+
+
+def test_a_new_ttl_moves_the_id_and_the_copy_left_behind_is_stale() -> None:
+    store, clock = bound(ttl=10.0)
+    store.register("a", None, None)
+    clock.t = 1.0
+    store.register("a", 50.0, None)  # same reading as nothing else: moved to the 50 s queue
+    clock.t = 2.0
+    store.register("a", 10.0, None)  # and back
+    clock.t = 12.5
+    assert store.count() == 0
+    assert [s.id for s in store.claim(100).departures.states] == ["a"]
+    assert store.count() == 0 and store.get("a") is None
 
 
 def test_the_inlined_touch_and_get_agree_with_the_reference_methods() -> None:
@@ -90,69 +176,113 @@ def test_the_inlined_touch_and_get_agree_with_the_reference_methods() -> None:
         for cid in rng.sample(ids, 50):
             assert inline.is_live(cid) == reference._is_live(cid, t)
         assert order(inline._fresh) == order(reference._fresh)
-        assert inline._last == reference._last
-    for cid in live:  # the same float object where it tells ties apart
-        a, b = inline._last[cid], reference._last[cid]
-        assert (a in inline._fresh.los) == (b in reference._fresh.los)
+        assert inline._last == reference._last and inline._moved == reference._moved
+        if step % 10 == 9:
+            assert inline.claim(500).departures.states == reference.claim(500).departures.states
 
 
-@pytest.mark.parametrize("thinning", [True, False])
-def test_activity_far_from_the_head_thins_the_buckets_it_leaves(
-    thinning: bool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if not thinning:
-        monkeypatch.setattr(buckets, "sparse", lambda b: False)
-    store, clock = bound(ttl=1e6)
-    n = 20 * CAP
-    for i in range(n):
-        store.register(f"c{i}", None, None)
-    chain = store._fresh
-    compact = sum(map(sys.getsizeof, chain.bks))
-    rng = Random(3)
+def test_long_random_activity_keeps_one_entry_per_id_and_nothing_tracked_by_the_gc() -> None:
+    store, clock = bound(ttl=50.0)
+    n = 8 * CAP
     ids = [f"c{i}" for i in range(n)]
-    for _ in range(30):  # long random activity: ids leave old buckets one by one
+    for cid in ids:
+        store.register(cid, None, None)
+    rng = Random(3)
+    for _ in range(30):
         clock.t += 1.0
         for cid in rng.sample(ids, n // 4):
             store.touch(cid, True)
-    assert store.count() == n
-    held = sum(map(sys.getsizeof, chain.bks))
-    if thinning:  # (measured: 1.9x; 8.5x without thinning)
-        assert held < 2.5 * compact
-    else:
-        assert held > 5 * compact
+        store.count()
+    clock.t += 40.0
+    assert store.count() == n - len(store.claim(n).departures.states) == store.count()
+    chain = store._fresh
+    assert entries(chain) == len(store._last)
     gc.collect()
     assert not any(gc.is_tracked(b) for b in chain.bks)
+    assert not gc.is_tracked(store._last) and not gc.is_tracked(store._moved)
 
 
-def test_counting_splits_a_tied_bucket_and_every_id_stays_findable(
+def test_an_id_queued_before_the_head_gets_a_bucket_of_its_own_first() -> None:
+    chain = Chain({}, {}, {}, TTL)
+    for cid, t in (("b", 5.0), ("c", 6.0)):
+        chain.last[cid] = complex(t, t)
+        chain.put(cid, chain.last[cid])
+    chain.advance(TTL, 5.0 + TTL + 0.5)  # b counted past due
+    assert chain.past == 1
+    chain.last["a"] = complex(1.0, 1.0)
+    chain.put("a", chain.last["a"])  # (no store path does this: warned ids arrive in order of time)
+    assert order(chain)[0] == [("a", 1.0)] and chain.past == 0  # counted afresh
+    assert chain.advance(TTL, 5.0 + TTL + 0.5) and chain.past == 2
+    assert chain.first() == "a"
+
+
+def test_the_bucket_list_is_compacted_as_the_head_moves_on(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(buckets, "CAP", 4)
     store, clock = bound(ttl=10.0)
-    for i in range(100):
-        store.register(f"old{i}", None, None)  # one bucket: 100 ids at t=0 ...
-    clock.t = 5.0
-    for i in range(100):
-        store.register(f"new{i}", None, None)  # ... and 100 at t=5, same bucket
-    clock.t = 11.0
-    assert store.count() == 100  # splits the bucket: the 100 past due counted, once
+    for i in range(400):
+        clock.t = i / 10
+        store.register(f"c{i}", None, None)
     chain = store._fresh
-    assert [len(b) for b in chain.bks[chain.head :]] == [100, 100]
-    no_search(monkeypatch)
-    clock.t = 11.0
-    for i in range(0, 100, 2):
-        assert store.touch(f"new{i}", True).created_at.timestamp() == OFFSET + 5.0
-    for i in range(1, 100, 2):
-        got = store.get(f"new{i}")
-        assert got is not None and got.last_activity.timestamp() == OFFSET + 5.0
-    ended = store.end("old3")  # past due, out of the counted bucket
-    assert [s.id for s in ended.states] == ["old3"] and store.count() == 100
-    claimed = store.claim(1000)
-    assert len(claimed.departures.states) == 99 and store.count() == 100
+    assert len(chain.bks) == 100
+    clock.t = 10.0 + 29.95  # c0 .. c299 past due
+    assert store.count() == 100
+    assert len(store.claim(1000).departures.states) == 300
+    assert chain.head < 64 and len(chain.bks) < 100  # the freed front was cut off
+    assert store.count() == 100 and store.get("c300") is not None
+    clock.t = 60.0
+    assert len(store.claim(1000).departures.states) == 100
 
 
-def test_a_search_for_an_unknown_id_finds_nothing() -> None:
-    store, _clock = bound()
-    store.register("a", None, None)
-    chain = store._fresh
-    assert chain.find("zz", store._last["a"]) is None
-    assert chain._search("zz") is None
+def test_a_warned_conversation_moved_between_ttls_at_one_reading_is_counted_once() -> None:
+    store, clock = MemoryStore(), SetClock()
+    store.bind(Policy(ttl=10.0, max_age=12.0, warning_before=3.0), clock)
+    store.register("d", None, None)
+    clock.t = 9.0
+    assert [s.id for s in store.claim(100).warned] == ["d"]  # on its warned chain now
+    store.register("d", 4.0, None)  # to the 4 s queue, still warned ...
+    store.register("d", 10.0, None)  # ... and back, at the same reading
+    clock.t = 11.5
+    assert store.count() == 1
+    clock.t = 12.5  # past max_age
+    assert store.count() == 0
+    assert [s.id for s in store.claim(100).departures.states] == ["d"]
+    assert store.count() == 0 and store.claim(100).warned == []
+
+
+def test_a_count_walks_in_steps_and_removals_between_them_keep_it_right() -> None:
+    store, clock = bound(ttl=10.0)
+    for i in range(5 * CAP):
+        clock.t = i / 1000
+        store.register(f"c{i}", None, None)
+    clock.t = 25.0  # every one past due
+    n, done = store._count(25.0, 1000)  # a first step: some counted, not done
+    assert not done and n == 5 * CAP - 1000
+    store.end("c0")  # counted already
+    store.end(f"c{5 * CAP - 1}")  # not yet
+    n, done = store._count(25.0, 1 << 62)
+    assert done and n == 0
+    assert store.count() == 0
+    assert len(store.claim(10 * CAP).departures.states) == 5 * CAP - 2
+    assert store.count() == 0
+
+
+def test_count_lets_other_threads_in_between_its_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    store, clock = bound(ttl=10.0)
+    for i in range(3 * CAP):
+        store.register(f"c{i}", None, None)
+    clock.t = 20.0
+    steps: list[bool] = []
+    count = store._count
+
+    def stepping(now: float, budget: int = 1 << 62) -> tuple[int, bool]:
+        assert store._guard.write.locked()
+        result = count(now, budget)
+        steps.append(result[1])
+        return result
+
+    monkeypatch.setattr(store, "_count", stepping)
+    monkeypatch.setattr("conversation_expiry._memory._COUNT_STEP", 1000)
+    assert store.count() == 0
+    assert steps[-1] and len(steps) > 3 and not any(steps[:-1])
