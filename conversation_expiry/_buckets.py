@@ -54,7 +54,7 @@ class Chain:
 
     __slots__ = (
         "bks", "cur", "cur_lo", "cur_t", "head", "last", "los", "mark", "mark_now", "mixed",
-        "moved", "part_lo", "part_now", "past", "room", "seq", "size", "ttl",
+        "moved", "part_lo", "part_now", "past", "room", "seq", "size", "ttl", "walking",
     )
 
     def __init__(
@@ -67,6 +67,7 @@ class Chain:
         self.bks: list[dict[str, complex]] = []
         self.los: list[float] = []
         self.mixed: set[int] = set()  # id() of buckets not in queue order
+        self.walking = -1  # the bucket a walk is reviewing, if one is
         self._reset()
 
     def _reset(self) -> None:
@@ -146,7 +147,16 @@ class Chain:
         if j < self.head:  # earlier than the head bucket: a bucket of its own before it
             self._prepend(t)
             return self.head
-        if self.seq and los[j] == t:  # earlier buckets may end with ids queued at ``t``
+        if not self.seq:
+            # Activity at one clock reading filled many buckets, and ids queued again at that
+            # reading would all land in the last: they get one of their own before it (after
+            # every id queued before ``t``), unless a walk is in that bucket.
+            if los[j] == t and len(self.bks[j]) >= 2 * CAP and j > max(self.head, self.walking):
+                self.bks.insert(j, {})
+                los.insert(j, t)
+                if self.mark > j:  # (never: counted buckets end before any id due later)
+                    self.mark += 1
+        elif los[j] == t:  # earlier buckets may end with ids queued at ``t``
             key = self._key(cid, t)  # (a bucket's first id is its least but where ids came
             while j > self.head:  # in earlier than the bucket's start: then it is mixed)
                 b = self.bks[j]
@@ -323,6 +333,7 @@ class Chain:
         ids: list[str] = []
         recs: list[complex] = []
         again = False
+        self.walking = i
         while True:
             b = self._ordered(i)
             due, their, n = self.review(b, now, ttl, len(b) if again else limit - work, take)
@@ -341,6 +352,7 @@ class Chain:
             ):
                 again = not take
                 continue  # some came back into ``b`` and are due for review
+            self.walking = -1
             return b, ids, recs, work
 
     def pop_due(self, now: float, limit: int) -> tuple[list[str], list[complex], bool]:

@@ -286,3 +286,23 @@ def test_count_lets_other_threads_in_between_its_steps(monkeypatch: pytest.Monke
     monkeypatch.setattr("conversation_expiry._memory._COUNT_STEP", 1000)
     assert store.count() == 0
     assert steps[-1] and len(steps) > 3 and not any(steps[:-1])
+
+
+def test_ids_touched_at_one_reading_and_queued_again_later_do_not_pile_into_one_bucket() -> None:
+    store, clock = bound(ttl=100.0)
+    n = 10 * CAP
+    for i in range(n):
+        store.register(f"c{i}", None, None)
+    clock.t = 10.0
+    for i in range(n):  # every id touched at one reading: buckets opened, none filled
+        store.touch(f"c{i}", True)
+    clock.t = 11.0
+    for i in range(2 * CAP):  # time moves on past that reading, buckets open after it
+        store.register(f"later{i}", None, None)
+    clock.t = 100.5  # the first buckets are due for review: every id is queued again at 10.0
+    assert store.count() == n + 2 * CAP
+    chain = store._fresh
+    assert max(map(len, chain.bks)) <= 2 * CAP
+    assert entries(chain) == n + 2 * CAP and chain.los == sorted(chain.los)
+    clock.t = 110.5
+    assert len(store.claim(2 * n).departures.states) == n and store.count() == 2 * CAP
