@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from itertools import count
 
-from ._buckets import Chain
+from ._buckets import NO_LIMIT, Chain
 from ._errors import ConversationExpiredError, ConversationNotFoundError
 from ._state import ConversationState, ExpiryReason
 from ._store import Departures, Policy, new_state
@@ -338,7 +338,7 @@ class Book:
             return False
         return now <= self._deadline(v.imag, v.real, self._ttl_for(cid))
 
-    def _count(self, now: float, budget: int = 1 << 62) -> tuple[int, bool]:
+    def _count(self, now: float, budget: int = NO_LIMIT) -> tuple[int, bool]:
         """Live conversations at ``now``, and whether that is the count (else not done: each
         queue reviewed at most about ``budget`` entries; call again with the same ``now``)."""
         past = 0

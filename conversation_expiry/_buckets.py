@@ -40,20 +40,20 @@ from collections import deque
 from itertools import islice, repeat
 from operator import add, attrgetter, is_
 
-__all__ = ["CAP", "Chain"]
+__all__ = ["CAP", "NO_LIMIT", "Chain"]
 
 CAP = 2048  # activities per bucket: a resize copies at most about this many entries
 REVIEWS = 4  # entries a sweep's batch may review, per id it may take
 _INF = float("inf")
 _REAL = attrgetter("real")
-_NO_LIMIT = 1 << 62
+NO_LIMIT = 1 << 62  # a budget that never runs out
 
 
 class Chain:
     """Buckets in order of queue time; the caller holds the lock and passes time forward."""
 
     __slots__ = (
-        "bks", "cur", "cur_lo", "cur_t", "head", "last", "los", "mark", "mark_now", "mixed",
+        "bks", "cur", "cur_t", "head", "last", "los", "mark", "mark_now", "mixed",
         "moved", "part_lo", "part_now", "past", "room", "seq", "size", "ttl", "walking",
     )
 
@@ -80,7 +80,6 @@ class Chain:
         self.part_now = -_INF  # a count under way at this time has counted those before:
         self.part_lo = _INF  # (last activity) ``part_lo``
         self.cur: dict[str, complex] = {}
-        self.cur_lo = _INF
         self.cur_t = -_INF  # the latest time queued in the current bucket
 
     def open(self, now: float) -> None:
@@ -89,7 +88,7 @@ class Chain:
         self.bks.append(cur)
         self.los.append(now)
         self.cur = cur
-        self.cur_lo = self.cur_t = now
+        self.cur_t = now
         self.room = CAP
 
     def tick(self, now: float) -> None:
@@ -205,9 +204,20 @@ class Chain:
             self._trim(self.head + 1)
         return None
 
+    def _again(self, cid: str, rec: complex, v: complex | None) -> complex | None:
+        """``v`` if ``cid``, queued with ``rec`` and now with record ``v`` (not ``rec``), was
+        active since, to be queued again; None if the entry is stale: its id is gone, or
+        another incarnation's, or queued anew elsewhere (``moved``)."""
+        if v is None:
+            return None
+        q = rec.real
+        if q < v.imag or (self.moved and q < self.moved.get(cid, -_INF)):
+            return None
+        return v
+
     def first(self) -> str | None:
         """The least recently active id (reviewing the head until it is one), or None."""
-        last, moved = self.last, self.moved
+        last = self.last
         while True:
             b = self._head()
             if b is None:
@@ -218,9 +228,9 @@ class Chain:
                 return cid
             del b[cid]
             self.size -= 1
-            q = rec.real
-            if not (v is None or q < v.imag or (moved and q < moved.get(cid, -_INF))):
-                self.put(cid, v)  # active since: queued again at its last activity
+            live = self._again(cid, rec, v)
+            if live is not None:
+                self.put(cid, live)  # queued again at its last activity
 
     def pop_first(self, cid: str) -> None:
         """Remove ``first()``'s id from the head (call ``first`` just before)."""
@@ -299,7 +309,6 @@ class Chain:
                     deque(map(b.__delitem__, some), 0)
                 self.size -= n
             return some, recs, n
-        moved = self.moved
         due: list[str] = []
         kept: list[complex] = []
         again: list[tuple[str, complex]] = []
@@ -313,13 +322,11 @@ class Chain:
                 continue
             del b[cid]
             self.size -= 1
-            if v is None:
-                continue  # stale: gone
-            q = rec.real
-            if not (q < v.imag or (moved and q < moved.get(cid, -_INF))):
-                again.append((cid, v))  # active since; else stale (an earlier incarnation's,
-        for cid, v in again:  # or queued anew elsewhere)
-            self.put(cid, v)
+            live = self._again(cid, rec, v)
+            if live is not None:
+                again.append((cid, live))
+        for cid, live in again:
+            self.put(cid, live)
         return due, kept, n
 
     def _settled(
@@ -379,7 +386,7 @@ class Chain:
             self.dropped_head(recs)
         return ids, recs, len(ids) >= limit or budget <= 0
 
-    def advance(self, ttl: float, now: float, budget: int = _NO_LIMIT) -> bool:
+    def advance(self, ttl: float, now: float, budget: int = NO_LIMIT) -> bool:
         """Count the ids at the head past ``ttl`` at ``now`` into ``past``, each walked once
         ever; at most about ``budget`` reviewed per call: False if the count is not done (call
         again with the same ``now``; removals meanwhile keep ``past`` right)."""
@@ -422,8 +429,6 @@ class Chain:
         lo = next(iter(b.values())).real  # the rest's earliest: later than all of ``due``
         self.bks.insert(i, front)
         self.los.insert(i + 1, lo)
-        if b is self.cur:
-            self.cur_lo = lo
 
     def dropped_head(self, recs: list[complex]) -> None:
         """Ids with records ``recs`` left from the head: uncount those counted."""

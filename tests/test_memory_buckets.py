@@ -157,9 +157,10 @@ def test_a_new_ttl_moves_the_id_and_the_copy_left_behind_is_stale() -> None:
     assert store.count() == 0 and store.get("a") is None
 
 
-def test_the_inlined_touch_and_get_agree_with_the_reference_methods() -> None:
-    inline, iclock = bound()
-    reference, rclock = bound()
+@pytest.mark.parametrize("capacity", [None, 10**6], ids=["no capacity", "capacity: ties stamped"])
+def test_the_inlined_touch_and_get_agree_with_the_reference_methods(capacity: int | None) -> None:
+    inline, iclock = bound(capacity=capacity)
+    reference, rclock = bound(capacity=capacity)
     rng = Random(7)
     ids = [f"c{i}" for i in range(3 * CAP)]
     t = 0.0
@@ -177,6 +178,7 @@ def test_the_inlined_touch_and_get_agree_with_the_reference_methods() -> None:
             assert inline.is_live(cid) == reference._is_live(cid, t)
         assert order(inline._fresh) == order(reference._fresh)
         assert inline._last == reference._last and inline._moved == reference._moved
+        assert inline._seq == reference._seq
         if step % 10 == 9:
             assert inline.claim(500).departures.states == reference.claim(500).departures.states
 
