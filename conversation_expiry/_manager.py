@@ -135,7 +135,8 @@ class ConversationExpiryManager:
     def _wake_for(self, state: ConversationState) -> None:
         # Its warning may fall due before the thread's next wake-up; else the wait covers it.
         assert self.warning_before is not None
-        if state[2] <= self._covered_until <= state[3] - self.warning_before:
+        last = state[1].real
+        if last <= self._covered_until <= last + state[2] - self.warning_before:
             return  # the thread wakes (by store time) before this warning is due
         self._covered_until = -math.inf
         self._worker.wake()

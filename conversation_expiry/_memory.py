@@ -152,13 +152,12 @@ class MemoryStore(Ledger):
                     if queued_now:  # queued at this very reading: to the end of its order
                         del cur[cid]
                         cur[cid] = rec
-                last = now
+                v = rec
                 chain.room -= 1  # Chain.tick, inlined
                 if chain.room <= 0:
                     chain.open(now)
-            return _tuple_new(
-                ConversationState, (cid, created, last, last + ttl, True, False, offset, None)
-            )
+            # The record is the snapshot's times, the TTL its span (``_state``'s layout).
+            return _tuple_new(ConversationState, (cid, v, ttl, True, False, offset, None))
         finally:
             lock.release()
 
@@ -180,9 +179,7 @@ class MemoryStore(Ledger):
             last = v.real
             if now > last + ttl:
                 return None
-            return _tuple_new(
-                ConversationState, (cid, v.imag, last, last + ttl, True, False, offset, None)
-            )
+            return _tuple_new(ConversationState, (cid, v, ttl, True, False, offset, None))
         finally:
             lock.release()
 

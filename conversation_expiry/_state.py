@@ -55,6 +55,12 @@ def _dt(reading: float, offset: float) -> datetime:
     return datetime.fromtimestamp(reading + offset, _UTC)
 
 
+def deadline_of(state: ConversationState) -> float:
+    """A snapshot's deadline in its store's readings (the unit ``Departures.now`` is in)."""
+    times: complex = state[1]
+    return times.real + state[2]  # type: ignore[no-any-return]
+
+
 class ConversationState(tuple):  # type: ignore[type-arg]
     """Snapshot of one conversation (Go: ``ConversationState``); frozen, compared by value.
 
@@ -63,9 +69,12 @@ class ConversationState(tuple):  # type: ignore[type-arg]
     for every conversation a sweep removes, and most are never looked at.
     """
 
-    # Layout, for stores that build snapshots (``_store.new_state``): (id, created, last,
-    # expires, active, warning_sent, offset, metadata), the three times in the store's reading
-    # units, offset added to them gives POSIX seconds, metadata the compact JSON text or None.
+    # Layout, for stores that build snapshots (``_store.new_state``): (id, times, span, active,
+    # warning_sent, offset, metadata). ``times`` is complex(last activity, created) and
+    # ``span`` the time from last activity to expiry, in the store's reading units; offset
+    # added to a reading gives POSIX seconds; metadata is the compact JSON text or None.
+    # The in-memory store keeps that very complex as its record and the TTL as the span, so
+    # a sweep builds a snapshot without making a float (a third of a sweep's cost before).
     __slots__ = ()
 
     def __new__(
@@ -90,9 +99,8 @@ class ConversationState(tuple):  # type: ignore[type-arg]
             cls,
             (
                 id,
-                0.0,
-                (last_activity - created_at).total_seconds(),
-                (expires_at - created_at).total_seconds(),
+                complex((last_activity - created_at).total_seconds(), 0.0),
+                (expires_at - last_activity).total_seconds(),
                 bool(active),
                 bool(warning_sent),
                 WallOffset(created_at, 0.0),
@@ -106,28 +114,28 @@ class ConversationState(tuple):  # type: ignore[type-arg]
 
     @property
     def created_at(self) -> datetime:
-        return _dt(self[1], self[6])
+        return _dt(self[1].imag, self[5])
 
     @property
     def last_activity(self) -> datetime:
-        return _dt(self[2], self[6])
+        return _dt(self[1].real, self[5])
 
     @property
     def expires_at(self) -> datetime:
-        return _dt(self[3], self[6])
+        return _dt(self[1].real + self[2], self[5])
 
     @property
     def active(self) -> bool:
-        return self[4]  # type: ignore[no-any-return]
+        return self[3]  # type: ignore[no-any-return]
 
     @property
     def warning_sent(self) -> bool:
-        return self[5]  # type: ignore[no-any-return]
+        return self[4]  # type: ignore[no-any-return]
 
     @property
     def metadata(self) -> Mapping[str, Any]:
         """The metadata given at registration, as ``json.loads`` gives it back; read-only."""
-        text = self[7]
+        text = self[6]
         if not text or text == "{}":
             return _NO_METADATA
         return MappingProxyType(json.loads(text))
@@ -135,9 +143,9 @@ class ConversationState(tuple):  # type: ignore[type-arg]
     def _key(self) -> tuple[Any, ...]:
         # Equality is by the values a reader sees (microsecond datetimes), so a state built by
         # hand from datetimes equals the manager's snapshot of the same instant.
-        meta = self[7] if self[7] != "{}" else None
+        meta = self[6] if self[6] != "{}" else None
         return (
-            self[0], self.created_at, self.last_activity, self.expires_at, self[4], self[5], meta
+            self[0], self.created_at, self.last_activity, self.expires_at, self[3], self[4], meta
         )
 
     def __eq__(self, other: object) -> bool:
@@ -165,9 +173,9 @@ class ConversationState(tuple):  # type: ignore[type-arg]
         return (
             f"ConversationState(id={self[0]!r}, created_at={self.created_at.isoformat()}, "
             f"last_activity={self.last_activity.isoformat()}, "
-            f"expires_at={self.expires_at.isoformat()}, active={self[4]}, "
-            f"warning_sent={self[5]}"
-            + (f", metadata={dict(self.metadata)!r:.200}" if self[7] and self[7] != "{}" else "")
+            f"expires_at={self.expires_at.isoformat()}, active={self[3]}, "
+            f"warning_sent={self[4]}"
+            + (f", metadata={dict(self.metadata)!r:.200}" if self[6] and self[6] != "{}" else "")
             + ")"
         )
 
@@ -178,7 +186,7 @@ class ConversationState(tuple):  # type: ignore[type-arg]
             "created_at": self.created_at,
             "last_activity": self.last_activity,
             "expires_at": self.expires_at,
-            "active": self[4],
-            "warning_sent": self[5],
+            "active": self[3],
+            "warning_sent": self[4],
             "metadata": dict(self.metadata),
         }

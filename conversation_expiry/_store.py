@@ -84,10 +84,13 @@ def new_state(
 ) -> ConversationState:
     """A snapshot from a store's readings; no checks (stores call it a lot).
 
-    ``metadata`` is the compact JSON text of the conversation's metadata, or None.
+    ``metadata`` is the compact JSON text of the conversation's metadata, or None. The
+    snapshot keeps ``expires - last``, which gives ``expires`` back exactly whenever the two
+    readings are within a factor of two of each other (Sterbenz), as POSIX seconds are.
     """
     return _tuple_new(
-        ConversationState, (cid, created, last, expires, active, warned, offset, metadata)
+        ConversationState,
+        (cid, complex(last, created), expires - last, active, warned, offset, metadata),
     )
 
 

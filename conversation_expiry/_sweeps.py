@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections import deque
 from itertools import islice, repeat
-from operator import add, attrgetter
 
 from ._book import Book
 from ._buckets import Chain
@@ -18,8 +17,6 @@ from ._store import Departures
 __all__ = ["Ledger"]
 
 _tuple_new = tuple.__new__
-_IMAG = attrgetter("imag")
-_REAL = attrgetter("real")
 _EXPIRED = ExpiryReason.EXPIRED
 _MAX_AGE = ExpiryReason.MAX_AGE
 
@@ -30,15 +27,15 @@ class Ledger(Book):
     def _collect_plain(self, now: float, offset: float, limit: int) -> tuple[Departures, bool]:
         # One TTL, no max_age, no warnings: the expired ids are a prefix of one chain, taken by
         # loops in C. This is most of a sweep's cost per conversation.
+        # A record is the snapshot's times and the TTL its span: no float is made.
         ids, vals, more = self._fresh.pop_due(now, limit)
         n = len(ids)
-        lasts = list(map(_REAL, vals))
         states: list[ConversationState] = list(
             map(
                 _tuple_new,
                 repeat(ConversationState, n),
-                zip(ids, map(_IMAG, vals), lasts, map(add, lasts, repeat(self._ttl)),
-                    repeat(False), repeat(False), repeat(offset), repeat(None)),
+                zip(ids, vals, repeat(self._ttl), repeat(False), repeat(False), repeat(offset),
+                    repeat(None)),
             )
         )
         tokens: dict[str, int] = {}
@@ -59,7 +56,7 @@ class Ledger(Book):
                 tokens[cid] = token
             text = meta.pop(cid, None) if meta else None
             if text is not None:
-                states[i] = _tuple_new(ConversationState, (*state[:7], text))
+                states[i] = _tuple_new(ConversationState, (*state[:6], text))
 
     def _collect_warnings(
         self, now: float, offset: float, limit: int, out: list[ConversationState]

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
@@ -62,7 +61,7 @@ from ._spans import (
     drops_of,
     rfc3339,
 )
-from ._state import ConversationState, ExpiryReason
+from ._state import ConversationState, ExpiryReason, deadline_of
 from ._validation import check_id
 
 if TYPE_CHECKING:
@@ -76,7 +75,6 @@ __all__ = ["METRICS", "SCOPE", "Telemetry", "no_cleanup_span", "rfc3339"]
 _HOSTS_CALLABLES = frozenset({"expiry_manager.cleanup", "expiry_manager.cleanup_conversation"})
 
 _EXPIRIES = (ExpiryReason.EXPIRED, ExpiryReason.MAX_AGE)
-_DEADLINE = itemgetter(3)  # a snapshot's deadline in monotonic seconds, as Callbacks reads it
 
 
 _NOOP_METER_PROVIDERS = ("_ProxyMeterProvider", "NoOpMeterProvider", "_DefaultMeterProvider")
@@ -234,7 +232,7 @@ class Telemetry:
         states: Sequence[ConversationState],
         reasons: Sequence[ExpiryReason],
         now: float,
-        deadline: Callable[[ConversationState], float] = _DEADLINE,
+        deadline: Callable[[ConversationState], float] = deadline_of,
     ) -> None:
         """Count a batch of removals with one ``add`` per reason, and record its cleanup lag
         once per expiry reason: the largest, that of its oldest deadline.

@@ -1,7 +1,8 @@
 """Issue 12: a batch of removals is measured with one counter add per reason and one lag record.
 
-``Telemetry.removed_batch`` is called directly with real snapshots (``state[3]`` is the deadline
-in the clock's monotonic seconds) and compared with ``removed``, the per-conversation method.
+``Telemetry.removed_batch`` is called directly with real snapshots (``deadline_of(state)`` is
+the deadline in the clock's monotonic seconds) and compared with ``removed``, the
+per-conversation method.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from conversation_expiry import (
     ManualClock,
 )
 from conversation_expiry._metrics import REASON
+from conversation_expiry._state import deadline_of
 from conversation_expiry._telemetry import Telemetry
 
 START = datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc)
@@ -119,7 +121,7 @@ def test_batch_totals_equal_per_conversation_totals(
     now = clock.monotonic()
     measured.telemetry.removed_batch(states, reasons, now)
     for state, reason in zip(states, reasons, strict=True):
-        lag = now - state[3] if reason in (EXPIRED, MAX_AGE) else None
+        lag = now - deadline_of(state) if reason in (EXPIRED, MAX_AGE) else None
         per_conversation.telemetry.removed(reason, lag)
     batch = {k: p.value for k, p in measured.points(REMOVED).items()}
     each = {k: p.value for k, p in per_conversation.points(REMOVED).items()}
