@@ -42,7 +42,7 @@ from operator import add, attrgetter, is_
 
 __all__ = ["CAP", "NO_LIMIT", "Chain"]
 
-CAP = 2048  # activities per bucket: a resize copies at most about this many entries
+CAP = 256  # activities per bucket: a sweep's batch (SWEEP_BATCH) of whole buckets
 REVIEWS = 4  # entries a sweep's batch may review, per id it may take
 _INF = float("inf")
 _REAL = attrgetter("real")
@@ -290,14 +290,16 @@ class Chain:
         An entry holds the record its id had when queued, so "not active since" is one
         identity test, and the loops over ids run in C: this is most of a sweep's cost.
         """
-        recs = list(islice(b.values(), limit))
+        whole = limit >= len(b)
+        recs = list(b.values()) if whole else list(islice(b.values(), limit))
         if not recs or not now > recs[0].real + ttl:
             return [], [], 0
         if not now > recs[-1].real + ttl:
             dues = list(map(add, map(_REAL, recs), repeat(ttl)))
             del recs[bisect_left(dues, now) :]  # the first k: queued before now - ttl
+            whole = False
         n = len(recs)
-        some = list(islice(b, n))
+        some = list(b) if whole else list(islice(b, n))
         lastd = self.last
         vals = list(map(lastd.get, some))  # (not pop: putting back may resize a huge dict)
         if all(map(is_, vals, recs)):  # none stale, none active since: all past due
@@ -367,14 +369,22 @@ class Chain:
 
         Returns them, their records (complex(last, created)), and whether there may be more:
         at most ``REVIEWS`` x ``limit`` entries are reviewed (stale ones, ones queued again),
-        which bounds the time under the lock.
+        which bounds the time under the lock. With ``limit`` a bucket or more, the batch may
+        stop short of it at a bucket that does not fit (``more`` is then True).
         """
         ttl = self.ttl
         ids: list[str] = []
         recs: list[complex] = []
         budget = REVIEWS * limit
+        whole = False  # stopped short of ``limit`` at a bucket the next call takes whole
         while len(ids) < limit and budget > 0:
-            if self._head() is None:
+            b = self._head()
+            if b is None:
+                break
+            if ids and limit >= CAP and len(b) > limit - len(ids):
+                # A batch of a bucket or more ends where a bucket does: deleting part of a
+                # bucket costs ~4x clearing it, and the next batch takes this one whole.
+                whole = now > next(iter(b.values())).real + ttl
                 break
             _b, due, their, work = self._settled(self.head, now, ttl, limit - len(ids), True)
             budget -= work
@@ -384,7 +394,7 @@ class Chain:
                 break
         if ids:
             self.dropped_head(recs)
-        return ids, recs, len(ids) >= limit or budget <= 0
+        return ids, recs, whole or len(ids) >= limit or budget <= 0
 
     def advance(self, ttl: float, now: float, budget: int = NO_LIMIT) -> bool:
         """Count the ids at the head past ``ttl`` at ``now`` into ``past``, each walked once

@@ -285,7 +285,7 @@ def test_count_lets_other_threads_in_between_its_steps(monkeypatch: pytest.Monke
         return result
 
     monkeypatch.setattr(store, "_count", stepping)
-    monkeypatch.setattr("conversation_expiry._memory._COUNT_STEP", 1000)
+    monkeypatch.setattr("conversation_expiry._memory._COUNT_STEP", CAP // 2)
     assert store.count() == 0
     assert steps[-1] and len(steps) > 3 and not any(steps[:-1])
 
@@ -308,3 +308,19 @@ def test_ids_touched_at_one_reading_and_queued_again_later_do_not_pile_into_one_
     assert entries(chain) == n + 2 * CAP and chain.los == sorted(chain.los)
     clock.t = 110.5
     assert len(store.claim(2 * n).departures.states) == n and store.count() == 2 * CAP
+
+
+def test_a_batch_of_a_bucket_or_more_ends_where_a_bucket_ends() -> None:
+    store, clock = bound(ttl=10.0)
+    for i in range(2 * CAP):  # two full buckets
+        store.register(f"c{i}", None, None)
+    assert len(store._fresh.bks) == 2
+    clock.t = 20.0
+    first = store.claim(10)  # smaller than a bucket: exactly that many, a part of the first
+    second = store.claim(CAP)  # the rest of the first bucket, not a part of the second
+    third = store.claim(CAP)
+    assert [len(s.departures.states) for s in (first, second, third)] == [10, CAP - 10, CAP]
+    assert second.more  # stopped short of the limit with more due
+    assert not store.claim(CAP).departures.states
+    assert [s.id for s in second.departures.states] == [f"c{i}" for i in range(10, CAP)]
+    assert store.count() == 0
