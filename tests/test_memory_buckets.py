@@ -324,3 +324,25 @@ def test_a_batch_of_a_bucket_or_more_ends_where_a_bucket_ends() -> None:
     assert not store.claim(CAP).departures.states
     assert [s.id for s in second.departures.states] == [f"c{i}" for i in range(10, CAP)]
     assert store.count() == 0
+
+
+def test_an_id_active_since_in_a_batch_after_an_all_due_batch_keeps_its_record() -> None:
+    # After a batch with every id past due, the next one pops the records in bulk; one that
+    # was active since must get its record back, stay live, and expire at its own deadline.
+    store, clock = bound(ttl=10.0)
+    for i in range(2 * CAP):
+        store.register(f"c{i}", None, None)
+    clock.t = 5.0
+    touched = f"c{CAP + 5}"
+    store.touch(touched, True)
+    clock.t = 12.0
+    assert len(store.claim(CAP).departures.states) == CAP
+    assert store._fresh.clean
+    second = [s.id for s in store.claim(CAP).departures.states]
+    assert touched not in second and len(second) == CAP - 1
+    assert not store._fresh.clean
+    assert store._last[touched] == complex(5.0, 0.0) and store.is_live(touched)
+    assert store.count() == 1
+    clock.t = 15.5
+    assert [s.id for s in store.claim(CAP).departures.states] == [touched]
+    assert store.count() == 0 and not store._last
