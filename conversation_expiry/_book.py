@@ -12,7 +12,8 @@ its last activity, see ``_buckets``); ids last active at one clock reading leave
 of their activity (by place, or by the stamps of ``_stamp``). A move to another chain (a new
 TTL, a warning that no longer stands) is queued at once and recorded in ``_moved``, which makes
 the copy left behind stale. The record dict keeps creation order (assigning to a key keeps its
-place), which ``max_age`` deadlines follow.
+place), which ``max_age`` deadlines follow; only a sweep without ``max_age`` (``pop_due``) may
+put a record back at the end.
 
 Rarely used fields (custom TTLs, warnings, metadata, the incarnation of a conversation that has
 cleanups) live in side maps keyed by id. Every method here expects the caller (``MemoryStore``)
@@ -63,6 +64,7 @@ class Book:
 
     def __init__(self) -> None:
         self._last: dict[str, complex] = {}  # id -> complex(last, created), in creation order
+        # (see the module docstring for the one exception)
         self._moved: dict[str, float] = {}  # id -> when it was last queued anew (a marker)
         self._ttl_of: dict[str, float] = {}
         self._warned: set[str] = set()
