@@ -17,10 +17,10 @@ where they have them (``seq``, see ``Book._stamp``), else by place. So the head,
 is the least recently active id. A bucket takes at most ``CAP`` activities (touches count, so no
 bucket collects more than about ``CAP`` ids queued again).
 
-Stale entries. Removal leaves an id's entry where it is unless it is in the current bucket
-(nothing is ever looked for elsewhere). An entry is stale when its id is gone, or was queued
-before its current incarnation was created, or before ``moved[id]`` (when the store queued it
-anew elsewhere); walks drop stale entries.
+Stale entries. Removal leaves an id's entry where it is unless it is in the current bucket or
+was queued at the latest reading (``drop_recent``; nothing else is ever looked for). An entry
+is stale when its id is gone, or was queued before its current incarnation was created, or
+before ``moved[id]`` (when the store queued it anew elsewhere); walks drop stale entries.
 
 Past-due counts. ``advance`` counts the ids at the head that are past the TTL at ``mark_now``:
 the buckets ``[head, mark)`` hold only such ids (and stale entries), so each is walked once
@@ -133,10 +133,18 @@ class Chain:
         return t, self.seq.get(cid, -1)
 
     def _not_before_last(self, cid: str, t: float) -> bool:
+        """Whether ``cid`` at ``t`` goes after every id queued: after the last id of the last
+        bucket holding any (activity at one reading may leave empty buckets after it; an
+        unsorted bucket cannot tell, and ``_bucket_for`` places the id instead)."""
         bks = self.bks
-        b = self.cur if self.cur or len(bks) < 2 else bks[-2]
-        if not b:
+        j = len(bks) - 1
+        while j >= self.head and not bks[j]:
+            j -= 1
+        if j < self.head:
             return True
+        b = bks[j]
+        if self.mixed and id(b) in self.mixed:
+            return False
         last_cid, last_rec = next(reversed(b.items()))
         return self._key(cid, t) >= self._key(last_cid, last_rec.real)
 
@@ -158,7 +166,10 @@ class Chain:
                     self.mark += 1
         elif los[j] == t:  # earlier buckets may end with ids queued at ``t``
             key = self._key(cid, t)  # (a bucket's first id is its least but where ids came
-            while j > self.head:  # in earlier than the bucket's start: then it is mixed)
+            # in earlier than the bucket's start: then it is mixed). Not below a bucket a count
+            # has walked (``mark``, or the one a walk is in): those hold only ids past due.
+            floor = max(self.head, self.mark, self.walking)
+            while j > floor:
                 b = self.bks[j]
                 if b:
                     first, rec = next(iter(b.items()))
@@ -257,10 +268,21 @@ class Chain:
         self.drop_recent(cid)
 
     def drop_recent(self, cid: str) -> None:
-        """Drop ``cid``'s entry if it is in the current bucket (where every entry queued at the
-        latest reading is: a copy that ``moved`` could not tell from a new one)."""
-        if self.cur.pop(cid, None) is not None:
-            self.size -= 1
+        """Drop ``cid``'s entries queued at the latest reading (call while its record is there):
+        a walk could not tell such a copy from one of a new incarnation created at that reading
+        (or from a move then: ``moved``). They are in the current bucket, and in the buckets
+        opened at that reading when activity filled them (a hand clock, a coarse one)."""
+        dropped = 1 if self.cur.pop(cid, None) is not None else 0
+        v = self.last.get(cid)
+        if v is not None and v.real == self.cur_t:  # (else every entry was queued earlier)
+            bks, los, t = self.bks, self.los, self.cur_t
+            j = len(bks) - 2
+            while j >= self.head and los[j + 1] == t:
+                if bks[j].pop(cid, None) is not None:
+                    dropped += 1
+                j -= 1
+        if dropped:
+            self.size -= dropped
             if not self.size:
                 self._reset()
 

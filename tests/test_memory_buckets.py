@@ -12,7 +12,13 @@ from random import Random
 import pytest
 from support import SetClock
 
-from conversation_expiry import ConversationState, MemoryStore, Policy
+from conversation_expiry import (
+    ConversationExpiryManager,
+    ConversationState,
+    ManualClock,
+    MemoryStore,
+    Policy,
+)
 from conversation_expiry import _buckets as buckets
 from conversation_expiry._buckets import CAP, Chain
 
@@ -346,3 +352,74 @@ def test_an_id_active_since_in_a_batch_after_an_all_due_batch_keeps_its_record()
     clock.t = 15.5
     assert [s.id for s in store.claim(CAP).departures.states] == [touched]
     assert store.count() == 0 and not store._last
+
+
+def test_an_id_queued_again_at_a_shared_reading_during_a_count_is_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Found by the plain model (tests/test_model_based.py) with buckets of two: during len(),
+    # an id active since at a reading that later buckets share was queued again into a bucket
+    # the count had already walked, so it was never counted as past due.
+    monkeypatch.setattr(buckets, "CAP", 2)
+    clock = ManualClock()
+    m = ConversationExpiryManager(10, 60, clock=clock, autostart=False, max_conversations=3)
+    clock.advance(1.0)
+    m.register_conversation("e")
+    clock.advance(3.0)
+    m.register_conversation("e")
+    m.register_conversation("a")
+    clock.advance(10.0)
+    for step in ("c", "d", "c", "c"):  # c: registered, then touched twice at one reading
+        m.ensure_conversation(step)
+    clock.advance(3.0)
+    assert len(m) == 2  # a is past due; this count walks the bucket c was queued in
+    m.register_conversation("e")
+    m.ensure_conversation("d")
+    clock.advance(10.0)  # c (last active at 14) is past due at 27; d and e (17) are not
+    assert sorted(cid for cid in "acde" if cid in m) == ["d", "e"]
+    assert len(m) == 2
+
+
+def test_an_id_ended_and_started_again_at_one_reading_is_counted_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Found by the plain model with buckets of two: activity at one reading filled a bucket,
+    # so the ended incarnation's entry was not in the current one; left behind, it looked like
+    # an entry of the new incarnation (created at that same reading) and was counted twice.
+    monkeypatch.setattr(buckets, "CAP", 2)
+    clock = ManualClock()
+    m = ConversationExpiryManager(10, 60, clock=clock, autostart=False)
+    m.register_conversation("a")
+    m.register_conversation("d")
+    m.update_activity("d")  # a third activity at the reading: a new bucket opens
+    assert m.end_conversation("a")
+    m.register_conversation("a")
+    m.update_activity("a")
+    assert len(m) == 2
+    clock.advance(15.0)
+    assert len(m) == 0
+    assert sorted(m.cleanup_expired()) == ["a", "d"]
+
+
+def test_eviction_keeps_the_order_of_calls_when_empty_buckets_end_the_chain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Found by the capacity model with buckets of two: an id queued again at the latest
+    # reading was compared with the (empty) last buckets only, and went behind ids active
+    # after it.
+    monkeypatch.setattr(buckets, "CAP", 2)
+    left: list[str] = []
+    m = ConversationExpiryManager(
+        10, 60, clock=ManualClock(), autostart=False, max_conversations=3,
+        on_expire=lambda s, r: left.append(s.id),
+    )
+    for cid in "aada":
+        m.register_conversation(cid)
+    m.update_activity("d")
+    for cid in "bc":
+        m.register_conversation(cid)
+    assert left == ["a"]  # the least recently active of a, d, b
+    for cid in "bbb":
+        m.register_conversation(cid)
+    m.register_conversation("a")
+    assert left == ["a", "d"]  # d (active before c and b) goes, not c

@@ -33,6 +33,8 @@ from conversation_expiry import (
     ExpiryReason,
     ManualClock,
 )
+from conversation_expiry import _buckets as buckets
+from conversation_expiry import _manager as manager_module
 
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 TTL = 10.0
@@ -90,6 +92,7 @@ class ExpiryMachine(RuleBasedStateMachine):
     # (the nearest deadline first, any of those that share it).
     TIES = "order"
     STORE: Any = None  # a zero-argument factory of stores; None: the in-memory default
+    WARN_BEFORE: float | None = WARN  # None: no warnings (with one TTL, the plain sweep path)
 
     def __init__(self) -> None:
         super().__init__()
@@ -106,8 +109,11 @@ class ExpiryMachine(RuleBasedStateMachine):
             clock=self.clock,
             autostart=False,
             on_expire=lambda s, r: self.actual.append(("expire", key(s), r)),
-            on_warning=lambda s: self.actual.append(("warn", key(s))),
-            warning_before=WARN,
+            on_warning=(
+                None if self.WARN_BEFORE is None
+                else lambda s: self.actual.append(("warn", key(s)))
+            ),
+            warning_before=self.WARN_BEFORE,
             max_age=self.MAX_AGE,
             max_conversations=self.CAPACITY,
             meaningful_activities={"message"},
@@ -244,6 +250,8 @@ class ExpiryMachine(RuleBasedStateMachine):
                 expired.append(r.cid)
                 self.remove(r, self.reason(r))
         for r in self.model.values():
+            if self.WARN_BEFORE is None:
+                break
             if not r.warned and self.now >= self.deadline(r) - WARN:
                 r.warned = True
                 self.expected.append(("warn", self.state(r)))
@@ -344,6 +352,16 @@ class MixedCapacityStrictMachine(MixedCapacityMachine):
     TIES = "order"
 
 
+class PlainMachine(ExpiryMachine):
+    """One TTL, no max_age, no warnings: the in-memory store's plain sweep (``pop_due``)."""
+
+    WARN_BEFORE = None
+
+
+class PlainCapacityMachine(PlainMachine):
+    CAPACITY = 3
+
+
 TestUniformTTL = UniformTTLMachine.TestCase
 TestUniformTTL.settings = SETTINGS
 TestMixedLifecycle = MixedLifecycleMachine.TestCase
@@ -356,6 +374,25 @@ def test_capacity_strict_model():
     run_state_machine_as_test(
         MixedCapacityStrictMachine,
         settings=settings(SETTINGS, max_examples=300, derandomize=True, phases=[Phase.generate]),
+    )
+
+
+@pytest.mark.parametrize(
+    "machine",
+    [PlainMachine, PlainCapacityMachine, UniformTTLMachine, MixedCapacityStrictMachine],
+    ids=lambda m: m.__name__,
+)
+def test_the_model_holds_with_buckets_of_two(
+    machine: type[ExpiryMachine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Buckets of two and batches of three: activity at one reading fills buckets, sweeps end
+    batches where buckets end and pop records in bulk after an all-due batch (ids active since
+    must get theirs back), counts and evictions walk many small buckets."""
+    monkeypatch.setattr(buckets, "CAP", 2)
+    monkeypatch.setattr(manager_module, "SWEEP_BATCH", 3)
+    run_state_machine_as_test(
+        machine,
+        settings=settings(SETTINGS, max_examples=200, derandomize=True, phases=[Phase.generate]),
     )
 
 
