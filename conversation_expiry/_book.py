@@ -2,7 +2,8 @@
 
 Every conversation is an entry of the id -> complex(last activity, created) dict (its record:
 both times in one object, so the request path reads and writes one dict) and of one bucket of
-a chain (``_buckets.Chain``: small dicts id -> queue time, in queue order): only str, float and
+a chain (``_buckets.Chain``: small dicts id -> the record the id had when queued, in queue
+order): only str, float and
 complex, so the cyclic GC never visits a conversation (a layout with one Python object each
 paused every full collection ~0.1-1 us per conversation). Each TTL has a queue of two chains:
 ``fresh`` (not warned) and ``warned`` (already warned, so a sweep never walks them again).
@@ -63,8 +64,7 @@ class Book:
     """Conversations, their chains and side maps; not thread-safe on its own."""
 
     def __init__(self) -> None:
-        self._last: dict[str, complex] = {}  # id -> complex(last, created), in creation order
-        # (see the module docstring for the one exception)
+        self._last: dict[str, complex] = {}  # id -> complex(last, created): see the docstring
         self._moved: dict[str, float] = {}  # id -> when it was last queued anew (a marker)
         self._ttl_of: dict[str, float] = {}
         self._warned: set[str] = set()

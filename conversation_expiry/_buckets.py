@@ -29,8 +29,9 @@ time alone (``_counted``). A count walks a bounded number of entries per call (t
 other threads in between), and while one is under way ``part_now`` / ``part_lo`` say what it
 has counted so far.
 
-Entries leave a bucket only at the head (walks) and from the current bucket, so no bucket
-is left holding a large table for few ids: memory follows the live ids.
+Entries leave a bucket only at the head (walks), from the current bucket and from the buckets
+opened at the latest reading, so no bucket is left holding a large table for few ids: memory
+follows the live ids.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from ._clock import PERF_COUNTER, Clock, SystemClock
 from ._held import HeldCleanups
 from ._memory import MemoryStore
 from ._settings import check_conversation_ttl, check_options, check_seam, meaningful_predicate
-from ._state import ConversationState, ExpiryReason, encode_metadata
+from ._state import ConversationState, ExpiryReason, deadline_of, encode_metadata
 from ._store import STORE_METHODS, ConversationStore, Departures
 from ._telemetry import Telemetry, rfc3339
 from ._validation import check_id, to_seconds
@@ -135,8 +135,7 @@ class ConversationExpiryManager:
     def _wake_for(self, state: ConversationState) -> None:
         # Its warning may fall due before the thread's next wake-up; else the wait covers it.
         assert self.warning_before is not None
-        last = state[1].real
-        if last <= self._covered_until <= last + state[2] - self.warning_before:
+        if state[1].real <= self._covered_until <= deadline_of(state) - self.warning_before:
             return  # the thread wakes (by store time) before this warning is due
         self._covered_until = -math.inf
         self._worker.wake()
