@@ -139,7 +139,9 @@ class Book:
         earlier reading orders nothing (no other id shares that reading with it), so it is not
         removed on the request path, except where it would stand for a place.
         """
-        if now > self._act_t or not self._ties:
+        if not self._ties:
+            return
+        if now > self._act_t:
             self._act_t = now
             self._act_id = cid if lazy else None
             return

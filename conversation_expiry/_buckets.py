@@ -69,7 +69,7 @@ class Chain:
         self.los: list[float] = []
         self.mixed: set[int] = set()  # id() of buckets not in queue order
         self.walking = -1  # the bucket a walk is reviewing, if one is
-        self.clean = False  # the last batch taken was all past due (``review``)
+        self.clean = True  # the last batch taken was all past due (``review``), or none was
         self._reset()
 
     def _reset(self) -> None:
@@ -331,7 +331,11 @@ class Chain:
         # batches with ids active since, records are read, not popped.
         pop = take and self.clean
         vals = list(map(lastd.pop if pop else lastd.get, some, repeat(None)))
-        if all(map(is_, vals, recs)):  # none stale, none active since: all past due
+        # None stale, none active since: all past due. A take (a sweep of the one queue, so
+        # every id has this chain's TTL) compares the records by value, the list's own loop
+        # (~15 ns an id less than ``is_`` by map): equal times are the same deadline. A count
+        # keeps the identity test: it walks every chain, where equal times need not mean one TTL.
+        if (vals == recs) if take else all(map(is_, vals, recs)):
             if take:
                 if not pop:
                     deque(map(lastd.__delitem__, some), 0)

@@ -25,13 +25,12 @@ from typing import Any
 from ._clock import PERF_COUNTER, Clock, WallOffset, reader
 from ._errors import ClockError, ConversationExpiredError, ConversationNotFoundError
 from ._rwlock import RWGuard
-from ._state import ConversationState, ExpiryReason
+from ._state import ConversationState, ExpiryReason, snapshot
 from ._store import Departures, Policy, Sweep
 from ._sweeps import Ledger
 
 __all__ = ["MemoryStore"]
 
-_tuple_new = tuple.__new__
 _complex = complex
 _INF = math.inf
 _LIMIT = 1e12  # seconds: far beyond any date a datetime can show
@@ -142,7 +141,9 @@ class MemoryStore(Ledger):
             if extend:
                 rec = self._last[cid] = _complex(now, created)
                 chain = self._fresh
-                if now > self._act_t or not self._ties:  # Book._stamp, inlined
+                if not self._ties:  # (Book._stamp: only evictions ask the order of activity)
+                    pass
+                elif now > self._act_t:  # Book._stamp, inlined
                     self._act_t = now
                     self._act_id = cid
                 else:  # the reading of an earlier activity: as Book._activity does
@@ -157,7 +158,7 @@ class MemoryStore(Ledger):
                 if chain.room <= 0:
                     chain.open(now)
             # The record is the snapshot's times, the TTL its span (``_state``'s layout).
-            return _tuple_new(ConversationState, (cid, v, ttl, True, False, offset, None))
+            return snapshot((cid, v, ttl, True, False, offset, None))
         finally:
             lock.release()
 
@@ -179,7 +180,7 @@ class MemoryStore(Ledger):
             last = v.real
             if now > last + ttl:
                 return None
-            return _tuple_new(ConversationState, (cid, v, ttl, True, False, offset, None))
+            return snapshot((cid, v, ttl, True, False, offset, None))
         finally:
             lock.release()
 

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from ._state import ConversationState, ExpiryReason
+from ._state import ConversationState, ExpiryReason, snapshot
 
 if TYPE_CHECKING:
     from ._clock import Clock
@@ -69,9 +69,6 @@ class Sweep(NamedTuple):
     next_warning_in: float | None  # seconds until the next warning falls due, if any is known
 
 
-_tuple_new = tuple.__new__
-
-
 def new_state(
     cid: str,
     created: float,
@@ -88,10 +85,7 @@ def new_state(
     snapshot keeps ``expires - last``, which gives ``expires`` back exactly whenever the two
     readings are within a factor of two of each other (Sterbenz), as POSIX seconds are.
     """
-    return _tuple_new(
-        ConversationState,
-        (cid, complex(last, created), expires - last, active, warned, offset, metadata),
-    )
+    return snapshot((cid, complex(last, created), expires - last, active, warned, offset, metadata))
 
 
 def no_departures(now: float) -> Departures:

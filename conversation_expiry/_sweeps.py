@@ -11,12 +11,11 @@ from itertools import islice, repeat
 
 from ._book import Book
 from ._buckets import Chain
-from ._state import ConversationState, ExpiryReason
+from ._state import ConversationState, ExpiryReason, snapshot
 from ._store import Departures
 
 __all__ = ["Ledger"]
 
-_tuple_new = tuple.__new__
 _EXPIRED = ExpiryReason.EXPIRED
 _MAX_AGE = ExpiryReason.MAX_AGE
 
@@ -32,8 +31,7 @@ class Ledger(Book):
         n = len(ids)
         states: list[ConversationState] = list(
             map(
-                _tuple_new,
-                repeat(ConversationState, n),
+                snapshot,
                 zip(ids, vals, repeat(self._ttl), repeat(False), repeat(False), repeat(offset),
                     repeat(None)),
             )
@@ -56,7 +54,7 @@ class Ledger(Book):
                 tokens[cid] = token
             text = meta.pop(cid, None) if meta else None
             if text is not None:
-                states[i] = _tuple_new(ConversationState, (*state[:6], text))
+                states[i] = snapshot((*state[:6], text))
 
     def _collect_warnings(
         self, now: float, offset: float, limit: int, out: list[ConversationState]

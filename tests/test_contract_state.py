@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -9,6 +10,7 @@ from support import START, TTL
 
 from conversation_expiry import (
     ConversationExpiryManager,
+    ConversationState,
     ManualClock,
 )
 
@@ -73,3 +75,44 @@ def test_state_reports_utc_even_when_clock_started_in_another_zone() -> None:
         assert state.created_at.hour == 12
     finally:
         m.stop(timeout=5)
+
+
+def test_a_state_built_from_datetimes_equals_the_managers_snapshot(
+    manager: ConversationExpiryManager, clock: ManualClock
+) -> None:
+    clock.advance(2)
+    state = manager.register_conversation("a")
+    built = ConversationState("a", state.created_at, state.last_activity, state.expires_at)
+    assert built == state and hash(built) == hash(state)
+    assert type(built) is ConversationState
+
+
+def test_a_state_built_by_hand_names_the_field_that_is_not_an_aware_datetime() -> None:
+    naive = datetime(2024, 1, 1)
+    with pytest.raises(TypeError, match="last_activity"):
+        ConversationState("a", START, naive, START)
+    with pytest.raises(TypeError, match="expires_at"):
+        ConversationState("a", START, START, "soon")  # type: ignore[arg-type]
+
+
+def test_every_state_the_manager_hands_out_is_exactly_a_conversation_state(
+    clock: ManualClock,
+) -> None:
+    seen: list[ConversationState] = []
+    m = ConversationExpiryManager(
+        TTL, 3600, clock=clock, autostart=False, on_expire=lambda s, r: seen.append(s)
+    )
+    states = [m.register_conversation("a"), m.update_activity("a"), m.get("a")]
+    clock.advance(TTL + 1)
+    m.cleanup_expired()
+    states += seen
+    assert len(states) == 4
+    assert all(type(s) is ConversationState for s in states)
+    assert seen[0].active is False
+
+
+def test_a_state_survives_pickling_by_value(manager: ConversationExpiryManager) -> None:
+    state = manager.register_conversation("a", metadata={"user": "u1"})
+    again = pickle.loads(pickle.dumps(state))
+    assert again == state and type(again) is ConversationState
+    assert again.metadata == {"user": "u1"}

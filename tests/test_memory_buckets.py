@@ -423,3 +423,19 @@ def test_eviction_keeps_the_order_of_calls_when_empty_buckets_end_the_chain(
         m.register_conversation(cid)
     m.register_conversation("a")
     assert left == ["a", "d"]  # d (active before c and b) goes, not c
+
+
+def test_a_sweep_takes_in_bulk_an_id_touched_at_the_reading_it_was_queued_at() -> None:
+    # The touch made a new record equal to the queued one: the same times, the same deadline.
+    store, clock = bound(ttl=10.0)
+    for i in range(CAP):
+        store.register(f"c{i}", None, None)
+    store.touch("c7", True)
+    assert store._last["c7"] == complex(0.0, 0.0)
+    assert store._last["c7"] is not store._fresh.bks[0]["c7"]
+    clock.t = 11.0
+    sweep = store.claim(CAP)
+    assert [s.id for s in sweep.departures.states] == [f"c{i}" for i in range(CAP)]
+    assert store._fresh.clean and store._fresh.size == 0 and not store._last
+    assert store.count() == 0
+
