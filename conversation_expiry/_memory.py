@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import math
 import threading
-import time
-from threading import active_count
 from typing import Any
 
-from ._clock import PERF_COUNTER, Clock, WallOffset, reader
+from ._clock import Clock, WallOffset, reader
 from ._errors import ClockError, ConversationExpiredError, ConversationNotFoundError
 from ._rwlock import RWGuard
 from ._state import ConversationState, ExpiryReason, snapshot
@@ -35,11 +33,6 @@ _complex = complex
 _INF = math.inf
 _LIMIT = 1e12  # seconds: far beyond any date a datetime can show
 _OFFSETS = (float, WallOffset)  # the stock clocks' offsets: always finite
-# A sweep that goes on lets request threads in between batches: CPython hands the GIL to a
-# waiting thread only every 5 ms, and the sweep would retake the lock first. A sleep(0) costs
-# ~0.1 ms, so it is spent when a request thread waited for the lock, or else every 2 ms while
-# another thread exists (alone, a sweep has no one to let in).
-_YIELD_EVERY = 0.002
 _COUNT_STEP = 4096  # entries a count reviews per queue under the lock: about 1 ms
 
 
@@ -68,8 +61,6 @@ class MemoryStore(Ledger):
         self._counting = threading.Lock()
         self._floor = -_INF
         self._bound = False
-        self._sweeping = False
-        self._yielded = 0.0
         self._reading: Any = None
 
     def bind(self, policy: Policy, clock: Clock) -> None:
@@ -115,8 +106,7 @@ class MemoryStore(Ledger):
         now, offset = self._reading()
         lock = self._guard.write
         if not lock.acquire(False):
-            self._guard.contended = True  # the sweep will let us in sooner
-            lock.acquire()
+            self._guard.wait_write()  # (the sweep lets us in before its next batch)
         try:
             # Store time, inlined from _checked (the stock clocks' offsets need no check).
             if now.__class__ is float and self._floor <= now < _INF and type(offset) in _OFFSETS:
@@ -166,8 +156,7 @@ class MemoryStore(Ledger):
         reading = self._reading()
         lock = self._guard.write
         if not lock.acquire(False):
-            self._guard.contended = True
-            lock.acquire()
+            self._guard.wait_write()
         try:
             now, offset = self._checked(reading)
             if not self._plain or self._ttl_of or self._meta:
@@ -188,8 +177,7 @@ class MemoryStore(Ledger):
         reading = self._reading()
         lock = self._guard.write
         if not lock.acquire(False):
-            self._guard.contended = True
-            lock.acquire()
+            self._guard.wait_write()
         try:
             now = self._checked(reading)[0]
             if self._plain and not self._ttl_of:  # is_expired's plain case, from Book._is_live
@@ -212,7 +200,7 @@ class MemoryStore(Ledger):
                     n, done = self._count(now, _COUNT_STEP)
                 if done:
                     return n
-                time.sleep(0)
+                self._guard.let_in()
 
     def hold(self, cid: str) -> int:
         reading = self._reading()
@@ -228,13 +216,8 @@ class MemoryStore(Ledger):
         return removed
 
     def claim(self, limit: int) -> Sweep:
-        if self._sweeping and (
-            self._guard.contended
-            or (PERF_COUNTER[0]() - self._yielded > _YIELD_EVERY and active_count() > 1)
-        ):
-            self._guard.contended = False
-            time.sleep(0)
-            self._yielded = PERF_COUNTER[0]()
+        if self._guard.waiting:  # request threads blocked on the lock go before this batch
+            self._guard.let_in()
         reading = self._reading()
         handle = self._guard.acquire_sweep()
         try:
@@ -243,9 +226,6 @@ class MemoryStore(Ledger):
             due = self._next_warning_in(now) if self._warn is not None else None
         finally:
             handle.release()
-        if more and not self._sweeping:
-            self._yielded = PERF_COUNTER[0]()
-        self._sweeping = more
         return Sweep(removed, warned, more, due)
 
     def ack(self, departures: Departures) -> None:

@@ -8,6 +8,7 @@ import threading
 import pytest
 from support import WAIT
 
+import conversation_expiry._rwlock as rwlock_module
 from conversation_expiry import ConversationExpiryManager, ManualClock, MemoryStore
 from conversation_expiry._buckets import Chain
 from conversation_expiry._manager import SWEEP_BATCH
@@ -98,3 +99,40 @@ def test_registrations_with_warnings_wake_the_thread_only_when_a_warning_is_due_
         assert store.claims == 1
     finally:
         m.stop(timeout=WAIT)
+
+
+def test_a_request_blocked_during_a_batch_gets_the_lock_before_the_next_batch(
+    clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A lock does not queue its waiters: the sweep, locking again at once, would win the race
+    # against the woken request thread batch after batch. So it waits for it (RWGuard.let_in).
+    monkeypatch.setattr(rwlock_module, "_LET_IN_FOR", WAIT)  # (a loaded host may be slow)
+    store = MemoryStore()
+    m = ConversationExpiryManager(10, 3600, clock=clock, autostart=False, store=store)
+    for i in range(SWEEP_BATCH * 2):
+        m.register_conversation(f"c{i}")
+    clock.advance(5)
+    m.register_conversation("live")
+    clock.advance(6)
+    touched_at = store._last["live"].real + 6
+    collect = store._collect
+    lasts: list[float] = []
+    requests: list[threading.Thread] = []
+
+    def collecting(now: float, offset: float, limit: int):  # type: ignore[no-untyped-def]
+        lasts.append(store._last["live"].real)  # under the sweep's lock
+        if not requests:  # the first batch: a request arrives while the lock is held
+            t = threading.Thread(target=m.update_activity, args=("live",), daemon=True)
+            requests.append(t)
+            t.start()
+            for _ in range(int(WAIT / 0.005)):
+                if store._guard.waiting or threading.Event().wait(0.005):
+                    break
+            assert store._guard.waiting
+        return collect(now, offset, limit)
+
+    monkeypatch.setattr(store, "_collect", collecting)
+    assert len(m.cleanup_expired()) == SWEEP_BATCH * 2
+    requests[0].join(WAIT)
+    assert len(lasts) >= 2 and lasts[0] < touched_at
+    assert lasts[1] == touched_at  # the second batch came after the request's touch

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+from support import WAIT, run_bounded
+
+import conversation_expiry._rwlock as rwlock_module
 from conversation_expiry._rwlock import RWGuard
 
 
@@ -106,29 +110,65 @@ def test_try_acquire_write_times_out_while_held() -> None:
     handle.release()
 
 
-def test_a_writer_that_waits_marks_the_lock_contended() -> None:
-    guard = RWGuard()
-    guard.write.acquire()
-    entered = threading.Event()
+def blocked_writer(guard: RWGuard, done: threading.Event) -> threading.Thread:
+    """A thread taking the write side (held by the test), counted in ``waiting`` once blocked."""
 
     def writer() -> None:
         with guard.writing:
-            entered.set()
+            done.set()
 
-    t = threading.Thread(target=writer)
+    t = threading.Thread(target=writer, daemon=True)
     t.start()
     for _ in range(1000):
-        if guard.contended:
+        if guard.waiting:
             break
         threading.Event().wait(0.005)
+    assert len(guard.waiting) == 1
+    return t
+
+
+def test_a_writer_that_waits_is_counted_until_it_has_the_lock() -> None:
+    guard = RWGuard()
+    guard.write.acquire()
+    done = threading.Event()
+    t = blocked_writer(guard, done)
     guard.write.release()
-    assert entered.wait(5)
-    t.join(5)
-    assert guard.contended
+    assert done.wait(WAIT)
+    t.join(WAIT)
+    assert not guard.waiting
 
 
-def test_an_uncontended_writer_leaves_no_mark() -> None:
+def test_an_uncontended_writer_is_never_counted_waiting() -> None:
     guard = RWGuard()
     with guard.writing:
-        pass
-    assert not guard.contended
+        assert not guard.waiting
+    assert not guard.waiting
+
+
+def test_let_in_returns_once_the_blocked_writers_had_the_lock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rwlock_module, "_LET_IN_FOR", WAIT)  # (a loaded host may be slow)
+    guard = RWGuard()
+    guard.write.acquire()
+    done = threading.Event()
+    t = blocked_writer(guard, done)
+    guard.write.release()
+    guard.let_in()
+    assert done.is_set() and not guard.waiting
+    assert guard.write.acquire(False)  # free again: the writer came and went
+    guard.write.release()
+    t.join(WAIT)
+
+
+def test_let_in_gives_up_after_its_bound_when_a_writer_does_not_come() -> None:
+    guard = RWGuard()
+    guard.waiting.append(None)  # counted, but never takes the lock
+    run_bounded(guard.let_in)
+    assert guard.waiting
+
+
+def test_let_in_with_nobody_waiting_returns_at_once() -> None:
+    guard = RWGuard()
+    guard.let_in()
+    assert not guard.waiting
