@@ -264,7 +264,9 @@ class ConversationExpiryManager:
                 begun = PERF_COUNTER[0]()
                 sweep = store.claim(size)
                 departures = sweep.departures
-                expired.extend(map(_first, departures.states))  # a sweep takes only the expired
+                # A sweep takes only the expired.
+                ids = departures.ids
+                expired.extend(map(_first, departures.states) if ids is None else ids)
                 if departures.states or departures.claim is not None:
                     self._finish(departures)
                     n = len(departures.states)

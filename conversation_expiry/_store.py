@@ -58,6 +58,9 @@ class Departures(NamedTuple):
     tokens: dict[str, int]  # id -> incarnation, for those some process attached cleanups to
     now: float  # the store's reading when they left
     claim: Any = None  # what ``ack`` needs; None when there is nothing to acknowledge
+    # The states' ids, in their order, where the store has that list at hand (a sweep returns
+    # them; taking each from its state costs ~12 ns, 4% of a sweep per conversation); or None.
+    ids: list[str] | None = None
 
 
 class Sweep(NamedTuple):

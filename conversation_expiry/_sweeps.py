@@ -42,7 +42,7 @@ class Ledger(Book):
                 deque(map(side.pop, ids, repeat(None)), 0)
         if self._held or self._meta:
             self._forget_side(states, tokens)
-        return Departures(states, [_EXPIRED] * n, tokens, now), more
+        return Departures(states, [_EXPIRED] * n, tokens, now, None, ids), more
 
     def _forget_side(self, states: list[ConversationState], tokens: dict[str, int]) -> None:
         # The plain walk builds states without metadata; those that had some get it back here.

@@ -439,3 +439,22 @@ def test_a_sweep_takes_in_bulk_an_id_touched_at_the_reading_it_was_queued_at() -
     assert store._fresh.clean and store._fresh.size == 0 and not store._last
     assert store.count() == 0
 
+
+
+def test_a_bucket_due_in_part_gives_up_its_due_front_only() -> None:
+    # Five due at the front of a full bucket: within the probe (read before the rest), and
+    # again with more due than the probe holds.
+    for due in (5, buckets._PROBE + 3):
+        store, clock = bound(ttl=10.0)
+        for i in range(CAP):
+            if i == due:
+                clock.t = 5.0
+            store.register(f"c{i}", None, None)
+        assert len(store._fresh.bks) == 1
+        clock.t = 10.5
+        sweep = store.claim(CAP)
+        assert [s.id for s in sweep.departures.states] == [f"c{i}" for i in range(due)]
+        assert store.count() == CAP - due and store._fresh.size == CAP - due
+        clock.t = 15.5
+        assert len(store.claim(CAP).departures.states) == CAP - due
+        assert store.count() == 0
