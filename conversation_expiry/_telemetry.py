@@ -238,7 +238,7 @@ class Telemetry:
         once per expiry reason: the largest, that of its oldest deadline.
 
         A histogram takes one value per call and each call costs ~5 us with the SDK, more than
-        the whole removal of a conversation; the largest lag of a batch (at most 256, removed
+        the whole removal of a conversation; the largest lag of a batch (at most 1024, removed
         at one ``now``) bounds every lag in it, and is what tells whether cleanup keeps up.
         ``now`` and ``deadline(state)`` are the clock's monotonic seconds.
         """
