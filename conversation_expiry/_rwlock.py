@@ -49,7 +49,8 @@ class RWGuard:
         self.sweep_waiting = False
 
     def acquire_write(self) -> None:
-        """Take the write side, noting contention (release with ``write.release()``)."""
+        """Take the write side, counted in ``waiting`` if it must wait (release with
+        ``write.release()``)."""
         if not self.write.acquire(False):
             self.wait_write()
 

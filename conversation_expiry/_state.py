@@ -65,8 +65,9 @@ class _SnapshotType(type):
     """ConversationState's type: the public constructor (from datetimes) is its ``__call__``.
 
     So the class keeps tuple's own ``__new__``, and the stores build snapshots from their
-    layout by :data:`snapshot`, in C (a Python ``__new__`` cost ~20 ns per snapshot, a fifth
-    of a sweep's cost per conversation).
+    layout by :data:`snapshot`, in C: ``tuple.__new__(cls, layout)``, the way to skip a
+    Python ``__new__``, costs ~20 ns more per snapshot (its wrapper copies the arguments),
+    ~7% of a sweep's cost per conversation and ~3% of an ``update_activity``.
     """
 
     def __call__(
