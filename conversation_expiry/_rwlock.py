@@ -68,7 +68,7 @@ class RWGuard:
         For a caller that just released it and would lock again at once (a sweep between
         batches, a count between steps): a lock does not queue its waiters, and a thread
         woken by the release takes longer to run than the releaser takes to lock again.
-        Without this, request threads waited 20-60 ms now and then during a sweep of 10M.
+        Without this, request threads waited 15-60 ms now and then during a sweep of 10M.
         Threads that only wait for the GIL need nothing: CPython hands it over every 5 ms
         (the switch interval), as long as nothing keeps taking it back sooner, as a
         ``sleep(0)`` between batches did (that is what starved them).
