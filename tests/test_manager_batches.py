@@ -34,8 +34,9 @@ def sweep_with_callables_taking(
         timer[0] += seconds
 
     store = ClaimLog()
-    m = ConversationExpiryManager(10, 60, clock=clock, on_expire=on_expire, store=store,
-                                  autostart=False)
+    m = ConversationExpiryManager(
+        10, 60, clock=clock, on_expire=on_expire, store=store, autostart=False
+    )
     for i in range(count):
         m.register_conversation(f"c{i}")
     clock.advance(11)
