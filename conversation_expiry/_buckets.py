@@ -316,16 +316,11 @@ class Chain:
         identity test, and the loops over ids run in C: this is most of a sweep's cost.
         """
         whole = limit >= len(b)
-        recs = None
-        if (len(b) if whole else limit) > _PROBE:
-            # A record is an object, each read a cache miss when cold (~70 ns): the front first,
-            # so a bucket that is due only in part (the last of a sweep) is not read whole.
-            recs = list(islice(b.values(), _PROBE))
-            if not now > recs[-1].real + ttl:
-                whole = False
-            else:
-                recs = None
-        if recs is None:
+        wanted = len(b) if whole else limit
+        # A record is an object, each read a cache miss when cold (~70 ns): the front first, so
+        # a bucket that is due only in part (the last of a sweep) is not read whole.
+        recs = list(islice(b.values(), min(wanted, _PROBE)))
+        if len(recs) < wanted and now > recs[-1].real + ttl:  # the front is due: the rest too
             recs = list(b.values()) if whole else list(islice(b.values(), limit))
         if not recs or not now > recs[0].real + ttl:
             return [], [], 0

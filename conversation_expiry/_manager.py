@@ -259,18 +259,17 @@ class ConversationExpiryManager:
         with self._telemetry.span("expiry_manager.cleanup") as span:
             if self._held and store.shared:
                 self._finish_elsewhere()
-            size = self._batch
             while True:
                 begun = PERF_COUNTER[0]()
-                sweep = store.claim(size)
+                sweep = store.claim(self._batch)
                 departures = sweep.departures
                 # A sweep takes only the expired.
                 ids = departures.ids
                 expired.extend(map(_first, departures.states) if ids is None else ids)
                 if departures.states or departures.claim is not None:
                     self._finish(departures)
-                    n = len(departures.states)
-                    size = self._batch = next_batch(SWEEP_BATCH, size, PERF_COUNTER[0]() - begun, n)
+                    took = PERF_COUNTER[0]() - begun
+                    self._batch = next_batch(SWEEP_BATCH, self._batch, took, len(departures.states))
                 if sweep.warned:
                     self._callbacks.warn(sweep.warned)
                 # stop() returns within about one batch's callables: the rest wait for

@@ -131,18 +131,17 @@ class MemoryStore(Ledger):
             if extend:
                 rec = self._last[cid] = _complex(now, created)
                 chain = self._fresh
-                if not self._ties:  # (Book._stamp: only evictions ask the order of activity)
-                    pass
-                elif now > self._act_t:  # Book._stamp, inlined
-                    self._act_t = now
-                    self._act_id = cid
-                else:  # the reading of an earlier activity: as Book._activity does
-                    cur = chain.cur
-                    queued_now = v is cur.get(cid) and last == now
-                    self._stamp(cid, now, not queued_now)
-                    if queued_now:  # queued at this very reading: to the end of its order
-                        del cur[cid]
-                        cur[cid] = rec
+                if self._ties:  # Book._stamp, inlined (only evictions ask the order of activity)
+                    if now > self._act_t:
+                        self._act_t = now
+                        self._act_id = cid
+                    else:  # the reading of an earlier activity: as Book._activity does
+                        cur = chain.cur
+                        queued_now = v is cur.get(cid) and last == now
+                        self._stamp(cid, now, not queued_now)
+                        if queued_now:  # queued at this very reading: to the end of its order
+                            del cur[cid]
+                            cur[cid] = rec
                 v = rec
                 chain.room -= 1  # Chain.tick, inlined
                 if chain.room <= 0:
@@ -216,8 +215,7 @@ class MemoryStore(Ledger):
         return removed
 
     def claim(self, limit: int) -> Sweep:
-        if self._guard.waiting:  # request threads blocked on the lock go before this batch
-            self._guard.let_in()
+        self._guard.let_in()  # request threads blocked on the lock go before this batch
         reading = self._reading()
         handle = self._guard.acquire_sweep()
         try:
