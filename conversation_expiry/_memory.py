@@ -29,7 +29,6 @@ from ._sweeps import Ledger
 
 __all__ = ["MemoryStore"]
 
-_complex = complex
 _INF = math.inf
 _LIMIT = 1e12  # seconds: far beyond any date a datetime can show
 _OFFSETS = (float, WallOffset)  # the stock clocks' offsets: always finite
@@ -127,9 +126,10 @@ class MemoryStore(Ledger):
             last = v.real
             if now > last + ttl:
                 raise ConversationExpiredError(cid)
-            created = v.imag
             if extend:
-                rec = self._last[cid] = _complex(now, created)
+                # complex(now, created) exactly (v.real - last is 0.0, and 0.0 + now is now),
+                # ~30 ns cheaper than reading v.imag and calling complex().
+                rec = self._last[cid] = v - last + now
                 chain = self._fresh
                 if self._ties:  # Book._stamp, inlined (only evictions ask the order of activity)
                     if now > self._act_t:

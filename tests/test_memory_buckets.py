@@ -10,6 +10,8 @@ import gc
 from random import Random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from support import SetClock
 
 from conversation_expiry import (
@@ -189,6 +191,25 @@ def test_the_inlined_touch_and_get_agree_with_the_reference_methods(capacity: in
             assert inline.claim(500).departures.states == reference.claim(500).departures.states
 
 
+@given(
+    created=st.floats(-1e9, 1e9),
+    idle=st.lists(st.floats(0.0, 1e6), min_size=1, max_size=3),
+)
+def test_the_inlined_touch_writes_the_record_of_the_reference_bit_for_bit(
+    created: float, idle: list[float]
+) -> None:
+    # The hot path makes the record by arithmetic on the old one (``v - last + now``), not by
+    # complex(now, created): the two must be the same float bits at any magnitude.
+    store, clock = MemoryStore(), SetClock()
+    store.bind(Policy(ttl=2e6), clock)
+    clock.t = created
+    store.register("a", None, None)
+    for gap in idle:
+        clock.t += gap
+        store.touch("a", True)
+        assert repr(store._last["a"]) == repr(complex(clock.t, created))
+
+
 def test_long_random_activity_keeps_one_entry_per_id_and_nothing_tracked_by_the_gc() -> None:
     store, clock = bound(ttl=50.0)
     n = 8 * CAP
@@ -316,7 +337,7 @@ def test_ids_touched_at_one_reading_and_queued_again_later_do_not_pile_into_one_
     assert len(store.claim(2 * n).departures.states) == n and store.count() == 2 * CAP
 
 
-def test_a_batch_of_a_bucket_or_more_ends_where_a_bucket_ends() -> None:
+def test_a_batch_of_a_bucket_or_more_ends_before_an_all_due_bucket_that_does_not_fit() -> None:
     store, clock = bound(ttl=10.0)
     for i in range(2 * CAP):  # two full buckets
         store.register(f"c{i}", None, None)
@@ -330,6 +351,22 @@ def test_a_batch_of_a_bucket_or_more_ends_where_a_bucket_ends() -> None:
     assert not store.claim(CAP).departures.states
     assert [s.id for s in second.departures.states] == [f"c{i}" for i in range(10, CAP)]
     assert store.count() == 0
+
+
+def test_a_batch_takes_the_due_front_of_the_bucket_a_sweep_ends_in() -> None:
+    # Where a sweep ends, the last bucket is due only in part: its due front goes in the same
+    # batch when it fits, not in a claim of its own.
+    store, clock = bound(ttl=10.0)
+    for i in range(CAP + 5):  # a full bucket, and five ids at the front of the next
+        store.register(f"c{i}", None, None)
+    clock.t = 5.0
+    for i in range(CAP + 5, 2 * CAP):
+        store.register(f"c{i}", None, None)
+    assert len(store._fresh.bks) == 2
+    clock.t = 10.5
+    sweep = store.claim(CAP + 50)  # room for the due five, not for the second bucket whole
+    assert [s.id for s in sweep.departures.states] == [f"c{i}" for i in range(CAP + 5)]
+    assert store.count() == CAP - 5 and store._fresh.size == CAP - 5
 
 
 def test_an_id_active_since_in_a_batch_after_an_all_due_batch_keeps_its_record() -> None:
