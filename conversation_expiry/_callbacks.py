@@ -78,7 +78,7 @@ class Callbacks:
                             self._call(scope, "on_expire", on_expire, cid, state, reason)
                             or exit_exc
                         )
-        telemetry.removed_batch(states, reasons, departures.now)  # one add per reason
+        telemetry.removed_batch(states, reasons, departures.now, departures.oldest)
         if exit_exc is not None:
             raise exit_exc
 

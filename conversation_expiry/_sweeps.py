@@ -42,7 +42,9 @@ class Ledger(Book):
                 deque(map(side.pop, ids, repeat(None)), 0)
         if self._held or self._meta:
             self._forget_side(states, tokens)
-        return Departures(states, [_EXPIRED] * n, tokens, now, None, ids), more
+        # Queue order is the order of last activity, so the first deadline is the earliest.
+        oldest = vals[0].real + self._ttl if n else None
+        return Departures(states, [_EXPIRED] * n, tokens, now, None, ids, oldest), more
 
     def _forget_side(self, states: list[ConversationState], tokens: dict[str, int]) -> None:
         # The plain walk builds states without metadata; those that had some get it back here.

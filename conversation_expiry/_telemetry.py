@@ -232,10 +232,12 @@ class Telemetry:
         states: Sequence[ConversationState],
         reasons: Sequence[ExpiryReason],
         now: float,
+        oldest: float | None = None,
         deadline: Callable[[ConversationState], float] = deadline_of,
     ) -> None:
         """Count a batch of removals with one ``add`` per reason, and record its cleanup lag
-        once per expiry reason: the largest, that of its oldest deadline.
+        once per expiry reason: the largest, that of its oldest deadline (``oldest``, when the
+        store knew it for a batch of one reason: ``Departures.oldest``).
 
         A histogram takes one value per call and each call costs ~5 us with the SDK, more than
         the whole removal of a conversation; the largest lag of a batch (at most 1024, removed
@@ -249,6 +251,7 @@ class Telemetry:
         if reasons.count(first) == len(reasons):  # a sweep's batch: one reason, counted in C
             groups = {first: states}
         else:
+            oldest = None
             lists: dict[ExpiryReason, list[ConversationState]] = {}
             for state, reason in zip(states, reasons, strict=True):
                 lists.setdefault(reason, []).append(state)
@@ -258,8 +261,8 @@ class Telemetry:
             attributes = _REASON_ATTRS[reason]
             instruments.removed.add(len(members), attributes)
             if reason in _EXPIRIES:
-                oldest = min(map(deadline, members))
-                instruments.lag.record(max(0.0, now - oldest), attributes)
+                earliest = min(map(deadline, members)) if oldest is None else oldest
+                instruments.lag.record(max(0.0, now - earliest), attributes)
 
     def wants_remaining(self, span: Span | None) -> bool:
         """Whether :meth:`swept` will use ``remaining`` (worth a count of the live ones)."""

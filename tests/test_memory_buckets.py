@@ -23,6 +23,7 @@ from conversation_expiry import (
 )
 from conversation_expiry import _buckets as buckets
 from conversation_expiry._buckets import CAP, Chain
+from conversation_expiry._state import deadline_of
 
 OFFSET = SetClock.OFFSET
 TTL = 100.0
@@ -208,6 +209,30 @@ def test_the_inlined_touch_writes_the_record_of_the_reference_bit_for_bit(
         clock.t += gap
         store.touch("a", True)
         assert repr(store._last["a"]) == repr(complex(clock.t, created))
+
+
+def test_a_sweeps_oldest_deadline_is_the_earliest_of_its_states() -> None:
+    # ``Departures.oldest`` (for the lag metric) is read from the batch's first record, not
+    # from every state: the queue order must make that the earliest, touches and ties included.
+    store, clock = bound(ttl=10.0)
+    rng = Random(3)
+    ids = [f"c{i}" for i in range(4 * CAP)]
+    for cid in ids:
+        clock.t += rng.choice((0.0, 0.0, 0.01))
+        store.register(cid, None, None)
+    for cid in rng.sample(ids, CAP):
+        clock.t += rng.choice((0.0, 0.01))
+        store.touch(cid, True)
+    batches = 0
+    while store.count():
+        clock.t += 0.5
+        departures = store.claim(rng.choice((3, 100, CAP + 7))).departures
+        if departures.states:
+            batches += 1
+            assert departures.oldest == min(map(deadline_of, departures.states))
+        else:
+            assert departures.oldest is None
+    assert batches > 5
 
 
 def test_long_random_activity_keeps_one_entry_per_id_and_nothing_tracked_by_the_gc() -> None:

@@ -163,6 +163,32 @@ def test_a_batch_records_its_largest_lag(measured: Measured, clock: ManualClock)
     assert point.max == pytest.approx(13.0)
 
 
+def test_a_batch_whose_store_knew_its_oldest_deadline_records_that_lag(
+    measured: Measured, clock: ManualClock
+) -> None:
+    states = snapshots(clock, 5, spacing=2.0)  # deadlines at 60, 62, ... 68 s after START
+    clock.advance(TTL + 3)
+    now = clock.monotonic()
+    oldest = now - 20.0  # what the store said: used as it is, the states are not read
+    measured.telemetry.removed_batch(states, [EXPIRED] * 5, now, oldest)
+    assert measured.points(LAG)["expired"].max == pytest.approx(20.0)
+
+
+def test_a_batch_of_several_reasons_reads_each_groups_deadlines_whatever_the_store_said(
+    measured: Measured, clock: ManualClock
+) -> None:
+    states = snapshots(clock, 2, spacing=2.0)
+    clock.advance(TTL + 3)
+    now = clock.monotonic()
+    measured.telemetry.removed_batch(states, [EXPIRED, MAX_AGE], now, now - 20.0)
+    lags = {k: p.max for k, p in measured.points(LAG).items()}
+    assert lags == {
+        "expired": pytest.approx(now - deadline_of(states[0])),
+        "max_age": pytest.approx(now - deadline_of(states[1])),
+    }
+    assert lags["expired"] < 20.0
+
+
 def test_a_batch_of_reasons_that_are_no_expiry_records_no_lag(
     measured: Measured, clock: ManualClock
 ) -> None:
