@@ -31,6 +31,7 @@ from ._buckets import NO_LIMIT, Chain
 from ._errors import ConversationExpiredError, ConversationNotFoundError
 from ._state import ConversationState, ExpiryReason
 from ._store import Departures, Policy, new_state
+from ._walks import advance
 
 __all__ = ["Book", "Queue"]
 
@@ -54,9 +55,9 @@ class Queue:
         self.warned = Chain(last, moved, seq, ttl)
 
     def past(self, now: float, budget: int) -> tuple[int, bool]:
-        """Those past due at ``now``, and whether the count is done (see ``Chain.advance``)."""
-        done = self.fresh.advance(self.ttl, now, budget)
-        done = self.warned.advance(self.ttl, now, budget) and done
+        """Those past due at ``now``, and whether the count is done (see ``_walks.advance``)."""
+        done = advance(self.fresh, self.ttl, now, budget)
+        done = advance(self.warned, self.ttl, now, budget) and done
         return self.fresh.past + self.warned.past, done
 
 
@@ -202,8 +203,8 @@ class Book:
         if not self._last:  # nothing left: drop every stale entry at once
             self._moved.clear()
             for q in self._queues.values():
-                q.fresh._reset()
-                q.warned._reset()
+                q.fresh.reset()
+                q.warned.reset()
 
     def _live(self, cid: str, now: float) -> tuple[float, float, float]:
         """(created, last, ttl) of a live ``cid``; raises if unknown or past due."""

@@ -22,12 +22,10 @@ was queued at the latest reading (``drop_recent``; nothing else is ever looked f
 is stale when its id is gone, or was queued before its current incarnation was created, or
 before ``moved[id]`` (when the store queued it anew elsewhere); walks drop stale entries.
 
-Past-due counts. ``advance`` counts the ids at the head that are past the TTL at ``mark_now``:
-the buckets ``[head, mark)`` hold only such ids (and stale entries), so each is walked once
-however often the count is asked, and removing an id tells whether it was counted from its
-time alone (``_counted``). A count walks a bounded number of entries per call (the store lets
-other threads in between), and while one is under way ``part_now`` / ``part_lo`` say what it
-has counted so far.
+The walks from the head that review, take and count are in ``_walks``. Past-due counts:
+``past`` ids at the head are counted past the TTL at ``mark_now``, the buckets ``[head, mark)``
+holding only such ids (and stale entries), and ``part_now`` / ``part_lo`` say what a count under
+way has counted so far.
 
 Entries leave a bucket only at the head (walks), from the current bucket and from the buckets
 opened at the latest reading, so no bucket is left holding a large table for few ids: memory
@@ -36,18 +34,12 @@ follows the live ids.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
-from collections import deque
-from itertools import islice, repeat
-from operator import add, attrgetter, is_
+from bisect import bisect_right
 
 __all__ = ["CAP", "NO_LIMIT", "Chain"]
 
 CAP = 256  # activities per bucket: a sweep's batch (SWEEP_BATCH) of whole buckets
-REVIEWS = 4  # entries a sweep's batch may review, per id it may take
-_PROBE = 16  # entries a review reads first, to tell a bucket due in part
 _INF = float("inf")
-_REAL = attrgetter("real")
 NO_LIMIT = 1 << 62  # a budget that never runs out
 
 
@@ -70,10 +62,10 @@ class Chain:
         self.los: list[float] = []
         self.mixed: set[int] = set()  # id() of buckets not in queue order
         self.walking = -1  # the bucket a walk is reviewing, if one is
-        self.clean = True  # the last batch taken was all past due (``review``), or none was
-        self._reset()
+        self.clean = True  # the last batch taken was all past due (``_walks.review``), or none was
+        self.reset()
 
-    def _reset(self) -> None:
+    def reset(self) -> None:
         self.bks.clear()
         self.los.clear()
         self.mixed.clear()
@@ -194,7 +186,7 @@ class Chain:
             self.past = 0
             self.mark_now = self.part_now = -_INF
 
-    def _ordered(self, i: int) -> dict[str, complex]:
+    def ordered(self, i: int) -> dict[str, complex]:
         """Bucket ``i``, sorted if it was not: by queue time, then (ids queued at one reading)
         by the stamp of their activity, unstamped (the first at that reading) first."""
         b = self.bks[i]
@@ -206,11 +198,11 @@ class Chain:
             b.update(items)
         return b
 
-    def _head(self) -> dict[str, complex] | None:
+    def head_bucket(self) -> dict[str, complex] | None:
         """The first bucket with ids, sorted (empty ones before it freed), or None."""
         bks = self.bks
         while self.head < len(bks):
-            b = self._ordered(self.head)
+            b = self.ordered(self.head)
             if b:
                 return b
             if b is self.cur:
@@ -218,7 +210,7 @@ class Chain:
             self._trim(self.head + 1)
         return None
 
-    def _again(self, cid: str, rec: complex, v: complex | None) -> complex | None:
+    def again(self, cid: str, rec: complex, v: complex | None) -> complex | None:
         """``v`` if ``cid``, queued with ``rec`` and now with record ``v`` (not ``rec``), was
         active since, to be queued again; None if the entry is stale: its id is gone, or
         another incarnation's, or queued anew elsewhere (``moved``)."""
@@ -233,7 +225,7 @@ class Chain:
         """The least recently active id (reviewing the head until it is one), or None."""
         last = self.last
         while True:
-            b = self._head()
+            b = self.head_bucket()
             if b is None:
                 return None
             cid, rec = next(iter(b.items()))
@@ -242,7 +234,7 @@ class Chain:
                 return cid
             del b[cid]
             self.size -= 1
-            live = self._again(cid, rec, v)
+            live = self.again(cid, rec, v)
             if live is not None:
                 self.put(cid, live)  # queued again at its last activity
 
@@ -252,15 +244,15 @@ class Chain:
         del self.bks[self.head][cid]
         self.size -= 1
         if not self.size:
-            self._reset()
+            self.reset()
 
-    def _counted(self, last: float) -> bool:
+    def counted(self, last: float) -> bool:
         """Whether an id last active at ``last`` (and queued here) is counted in ``past``."""
         due = last + self.ttl
         return self.mark_now > due or (self.part_now > due and last < self.part_lo)
 
     def _uncount(self, cid: str) -> None:
-        if self._counted(self.last[cid].real):
+        if self.counted(self.last[cid].real):
             self.past -= 1
 
     def forget(self, cid: str) -> None:
@@ -286,7 +278,7 @@ class Chain:
         if dropped:
             self.size -= dropped
             if not self.size:
-                self._reset()
+                self.reset()
 
     def _trim(self, i: int) -> None:
         """Buckets before ``i`` are empty: free them (the list is compacted now and then)."""
@@ -303,201 +295,3 @@ class Chain:
                 del los[:i]
                 self.head = 0
                 self.mark -= i
-
-    def review(
-        self, b: dict[str, complex], now: float, ttl: float, limit: int, take: bool
-    ) -> tuple[list[str], list[complex], int]:
-        """Review the ids at the front of ``b`` (sorted) queued before ``now - ttl``, at most
-        ``limit``: stale ones are dropped, ones active since queued again (``b`` may get some
-        back). Returns those past due and their records, and how many were reviewed; with
-        ``take`` they leave ``b`` and the records, else they stay at its front.
-
-        An entry holds the record its id had when queued, so "not active since" is one
-        identity test, and the loops over ids run in C: this is most of a sweep's cost.
-        """
-        whole = limit >= len(b)
-        wanted = len(b) if whole else limit
-        # A record is an object, each read a cache miss when cold (~70 ns): the front first, so
-        # a bucket that is due only in part (the last of a sweep) is not read whole.
-        recs = list(islice(b.values(), min(wanted, _PROBE)))
-        if len(recs) < wanted and now > recs[-1].real + ttl:  # the front is due: the rest too
-            recs = list(b.values()) if whole else list(islice(b.values(), limit))
-        if not recs or not now > recs[0].real + ttl:
-            return [], [], 0
-        if not now > recs[-1].real + ttl:
-            dues = list(map(add, map(_REAL, recs), repeat(ttl)))
-            del recs[bisect_left(dues, now) :]  # the first k: queued before now - ttl
-            whole = False
-        n = len(recs)
-        some = list(b) if whole else list(islice(b, n))
-        lastd = self.last
-        # Popping saves a second lookup (~35 ns at 1M), but a record put back takes a new slot
-        # in the record dict, and CPython compacts a dict whose slots are used up (O(size),
-        # 50 ms at 1M): so only while the last batch was all past due (``clean``). In a run of
-        # batches with ids active since, records are read, not popped.
-        pop = take and self.clean
-        vals = list(map(lastd.pop if pop else lastd.get, some, repeat(None)))
-        # None stale, none active since: all past due. A take (a sweep of the one queue, so
-        # every id has this chain's TTL) compares the records by value, the list's own loop
-        # (~15 ns an id less than ``is_`` by map): equal times are the same deadline. A count
-        # keeps the identity test: it walks every chain, where equal times need not mean one TTL.
-        if (vals == recs) if take else all(map(is_, vals, recs)):
-            if take:
-                if not pop:
-                    deque(map(lastd.__delitem__, some), 0)
-                self.clean = True
-                if n == len(b):
-                    b.clear()
-                else:
-                    deque(map(b.__delitem__, some), 0)
-                self.size -= n
-            return some, recs, n
-        if take:
-            self.clean = False
-        due: list[str] = []
-        kept: list[complex] = []
-        again: list[tuple[str, complex]] = []
-        for cid, rec, v in zip(some, recs, vals, strict=True):
-            if v is rec:
-                due.append(cid)
-                kept.append(v)
-                if take:
-                    del b[cid]
-                    if not pop:
-                        del lastd[cid]
-                    self.size -= 1
-                continue
-            del b[cid]
-            self.size -= 1
-            if pop and v is not None:
-                lastd[cid] = v  # not this entry's to take: the record goes back
-            live = self._again(cid, rec, v)
-            if live is not None:
-                again.append((cid, live))
-        for cid, live in again:
-            self.put(cid, live)
-        return due, kept, n
-
-    def _settled(
-        self, i: int, now: float, ttl: float, limit: int, take: bool
-    ) -> tuple[dict[str, complex], list[str], list[complex], int]:
-        """``review`` of bucket ``i`` until what it queued again into ``i`` is reviewed too.
-
-        A count (not ``take``) goes on past ``limit`` until ``i`` is in order again, so that
-        what it counted is a prefix of ``i`` (it reviews the bucket once more, at most)."""
-        work = 0
-        ids: list[str] = []
-        recs: list[complex] = []
-        again = False
-        self.walking = i
-        while True:
-            b = self._ordered(i)
-            due, their, n = self.review(b, now, ttl, len(b) if again else limit - work, take)
-            work += n
-            if take:
-                ids += due
-                recs += their
-                k = 0
-            else:
-                ids, recs = due, their
-                k = len(due)
-            mixed = id(b) in self.mixed
-            if len(b) > k and (
-                (mixed and not take)
-                or (work < limit and (mixed or now > next(islice(b.values(), k, None)).real + ttl))
-            ):
-                again = not take
-                continue  # some came back into ``b`` and are due for review
-            self.walking = -1
-            return b, ids, recs, work
-
-    def pop_due(self, now: float, limit: int) -> tuple[list[str], list[complex], bool]:
-        """Remove up to ``limit`` past-due ids from the head, forgetting their records.
-
-        Returns them, their records (complex(last, created)), and whether there may be more:
-        at most ``REVIEWS`` x ``limit`` entries are reviewed (stale ones, ones queued again),
-        which bounds the time under the lock. With ``limit`` a bucket or more, the batch may
-        stop short of it at a bucket all past due that does not fit (``more`` is then True).
-        """
-        ttl = self.ttl
-        ids: list[str] = []
-        recs: list[complex] = []
-        budget = REVIEWS * limit
-        whole = False  # stopped short of ``limit`` at a bucket the next call takes whole
-        while len(ids) < limit and budget > 0:
-            b = self._head()
-            if b is None:
-                break
-            if ids and limit >= CAP and len(b) > limit - len(ids):
-                # A batch of a bucket or more ends before a bucket that is all past due and
-                # does not fit: deleting part of a bucket costs ~4x clearing it, and the next
-                # batch takes this one whole. A bucket due only in part (where a sweep ends)
-                # is taken in part now: a batch of its own would cost a claim (~35 us).
-                whole = now > next(reversed(b.values())).real + ttl
-                if whole:
-                    break
-            _b, due, their, work = self._settled(self.head, now, ttl, limit - len(ids), True)
-            budget -= work
-            ids += due
-            recs += their
-            if not work:  # nothing at the head is due for review
-                break
-        if ids:
-            self.dropped_head(recs)
-        return ids, recs, whole or len(ids) >= limit or budget <= 0
-
-    def advance(self, ttl: float, now: float, budget: int = NO_LIMIT) -> bool:
-        """Count the ids at the head past ``ttl`` at ``now`` into ``past``, each walked once
-        ever; at most about ``budget`` reviewed per call: False if the count is not done (call
-        again with the same ``now``; removals meanwhile keep ``past`` right)."""
-        i = self.mark if self.mark > self.head else self.head
-        past = self.past
-        work = 0
-        done = True
-        while i < len(self.bks):
-            b, due, _recs, n = self._settled(i, now, ttl, budget - work, False)
-            work += n
-            past += len(due)
-            k = len(due)
-            if len(b) > k:  # the rest is not due, or the budget ran out: split the counted off
-                done = not now > next(islice(b.values(), k, None)).real + ttl
-                if due:
-                    self._split(i, due)
-                    i += 1
-                break
-            i += 1
-            if b is self.cur:
-                break
-            if work >= budget:
-                done = False
-                break
-        self.mark = i
-        self.past = past
-        if done:
-            if i >= len(self.bks):
-                self.room = 0  # every bucket is counted: new ids go to a new one
-            self.mark_now = now
-            self.part_now, self.part_lo = -_INF, _INF
-        else:
-            self.part_now, self.part_lo = now, self.los[i]
-        return done
-
-    def _split(self, i: int, due: list[str]) -> None:
-        """Move ``due``, a prefix of bucket ``i``, into a bucket of its own just before it."""
-        b = self.bks[i]
-        front = {cid: b.pop(cid) for cid in due}
-        lo = next(iter(b.values())).real  # the rest's earliest: later than all of ``due``
-        self.bks.insert(i, front)
-        self.los.insert(i + 1, lo)
-
-    def dropped_head(self, recs: list[complex]) -> None:
-        """Ids with records ``recs`` left from the head: uncount those counted."""
-        if self.past:
-            if self.part_now == -_INF:
-                deadlines = map(add, map(_REAL, recs), repeat(self.ttl))
-                counted = sum(map(self.mark_now.__gt__, deadlines))
-            else:
-                counted = sum(map(self._counted, map(_REAL, recs)))
-            self.past = self.past - counted if counted < self.past else 0
-        if not self.size:
-            self._reset()

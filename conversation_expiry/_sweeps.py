@@ -13,6 +13,7 @@ from ._book import Book
 from ._buckets import Chain
 from ._state import ConversationState, ExpiryReason, snapshot
 from ._store import Departures
+from ._walks import pop_due
 
 __all__ = ["Ledger"]
 
@@ -27,7 +28,7 @@ class Ledger(Book):
         # One TTL, no max_age, no warnings: the expired ids are a prefix of one chain, taken by
         # loops in C. This is most of a sweep's cost per conversation.
         # A record is the snapshot's times and the TTL its span: no float is made.
-        ids, vals, more = self._fresh.pop_due(now, limit)
+        ids, vals, more = pop_due(self._fresh, now, limit)
         n = len(ids)
         states: list[ConversationState] = list(
             map(

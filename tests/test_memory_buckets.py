@@ -22,6 +22,7 @@ from conversation_expiry import (
     Policy,
 )
 from conversation_expiry import _buckets as buckets
+from conversation_expiry import _walks as walks
 from conversation_expiry._buckets import CAP, Chain
 from conversation_expiry._state import deadline_of
 
@@ -261,12 +262,12 @@ def test_an_id_queued_before_the_head_gets_a_bucket_of_its_own_first() -> None:
     for cid, t in (("b", 5.0), ("c", 6.0)):
         chain.last[cid] = complex(t, t)
         chain.put(cid, chain.last[cid])
-    chain.advance(TTL, 5.0 + TTL + 0.5)  # b counted past due
+    walks.advance(chain, TTL, 5.0 + TTL + 0.5)  # b counted past due
     assert chain.past == 1
     chain.last["a"] = complex(1.0, 1.0)
     chain.put("a", chain.last["a"])  # (no store path does this: warned ids arrive in order of time)
     assert order(chain)[0] == [("a", 1.0)] and chain.past == 0  # counted afresh
-    assert chain.advance(TTL, 5.0 + TTL + 0.5) and chain.past == 2
+    assert walks.advance(chain, TTL, 5.0 + TTL + 0.5) and chain.past == 2
     assert chain.first() == "a"
 
 
@@ -506,7 +507,7 @@ def test_a_sweep_takes_in_bulk_an_id_touched_at_the_reading_it_was_queued_at() -
 def test_a_bucket_due_in_part_gives_up_its_due_front_only() -> None:
     # Five due at the front of a full bucket: within the probe (read before the rest), and
     # again with more due than the probe holds.
-    for due in (5, buckets._PROBE + 3):
+    for due in (5, walks._PROBE + 3):
         store, clock = bound(ttl=10.0)
         for i in range(CAP):
             if i == due:

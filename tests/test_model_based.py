@@ -35,6 +35,7 @@ from conversation_expiry import (
 )
 from conversation_expiry import _buckets as buckets
 from conversation_expiry import _manager as manager_module
+from conversation_expiry import _walks as walks
 
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
 TTL = 10.0
@@ -390,7 +391,7 @@ def test_the_model_holds_with_buckets_of_two(
     must get theirs back), counts and evictions walk many small buckets, and a review reads
     one entry before the rest (the probe of a bucket due in part)."""
     monkeypatch.setattr(buckets, "CAP", 2)
-    monkeypatch.setattr(buckets, "_PROBE", 1)
+    monkeypatch.setattr(walks, "_PROBE", 1)
     monkeypatch.setattr(manager_module, "SWEEP_BATCH", 3)
     run_state_machine_as_test(
         machine,
