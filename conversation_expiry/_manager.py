@@ -272,16 +272,21 @@ class ConversationExpiryManager:
                     self._batch = next_batch(SWEEP_BATCH, self._batch, took, len(departures.states))
                 if sweep.warned:
                     self._callbacks.warn(sweep.warned)
+                more, now, next_warning_in = sweep.more, departures.now, sweep.next_warning_in
+                # The batch's states are freed before the next claim builds its own, so the
+                # allocator hands out their memory again instead of fresh pages (a page fault
+                # each, ~1.5 us, about 40 per batch of 1024).
+                del sweep, departures
                 # stop() returns within about one batch's callables: the rest wait for
                 # stop(cleanup_remaining=True) or the next process that sweeps.
-                if not sweep.more or (stoppable and worker.stopping):
+                if not more or (stoppable and worker.stopping):
                     break
             if self.warning_before is not None:
                 wait = self.cleanup_interval
-                if sweep.next_warning_in is not None and sweep.next_warning_in < wait:
-                    wait = sweep.next_warning_in
+                if next_warning_in is not None and next_warning_in < wait:
+                    wait = next_warning_in
                 self._next_wait = wait
-                self._covered_until = departures.now + wait
+                self._covered_until = now + wait
             remaining = len(self) if self._telemetry.wants_remaining(span) else -1
             self._telemetry.swept(span, len(expired), remaining, PERF_COUNTER[0]() - started)
         return expired

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import threading
 
 import pytest
@@ -13,6 +14,7 @@ from conversation_expiry import ConversationExpiryManager, ManualClock, MemorySt
 from conversation_expiry import _book as book_module
 from conversation_expiry._buckets import Chain
 from conversation_expiry._manager import SWEEP_BATCH
+from conversation_expiry._store import Sweep
 
 
 def test_stop_returns_after_the_batch_in_progress_not_the_whole_sweep(clock: ManualClock) -> None:
@@ -75,7 +77,7 @@ def test_registrations_with_warnings_wake_the_thread_only_when_a_warning_is_due_
             self.claims = 0
             self.swept = threading.Event()
 
-        def claim(self, limit: int):  # type: ignore[no-untyped-def]
+        def claim(self, limit: int) -> Sweep:
             sweep = super().claim(limit)
             self.claims += 1
             self.swept.set()
@@ -137,3 +139,30 @@ def test_a_request_blocked_during_a_batch_gets_the_lock_before_the_next_batch(
     requests[0].join(WAIT)
     assert len(lasts) >= 2 and lasts[0] < touched_at
     assert lasts[1] == touched_at  # the second batch came after the request's touch
+
+
+def test_a_sweep_lets_go_of_a_batch_before_it_claims_the_next(clock: ManualClock) -> None:
+    # Freed first, the batch's states give their memory to the next batch's: else the
+    # allocator hands out fresh pages (a page fault each) for every batch.
+    class KeepingStore(MemoryStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches: list[list[object]] = []
+            self.held_at_next_claim: list[int] = []
+
+        def claim(self, limit: int) -> Sweep:
+            if self.batches:
+                # Our reference and getrefcount's own: nobody else holds the last batch.
+                self.held_at_next_claim.append(sys.getrefcount(self.batches[-1]) - 2)
+            sweep = super().claim(limit)
+            self.batches.append(sweep.departures.states)
+            return sweep
+
+    store = KeepingStore()
+    m = ConversationExpiryManager(10, 3600, clock=clock, autostart=False, store=store)
+    for i in range(SWEEP_BATCH * 3):
+        m.register_conversation(f"c{i}")
+    clock.advance(11)
+    assert len(m.cleanup_expired()) == SWEEP_BATCH * 3
+    assert len(store.batches) >= 2 and store.held_at_next_claim
+    assert set(store.held_at_next_claim) == {0}
