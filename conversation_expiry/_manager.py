@@ -275,7 +275,7 @@ class ConversationExpiryManager:
                 more, now, next_warning_in = sweep.more, departures.now, sweep.next_warning_in
                 # The batch's states are freed before the next claim builds its own, so the
                 # allocator hands out their memory again instead of fresh pages (a page fault
-                # each, ~1.5 us, about 40 per batch of 1024).
+                # each, ~1.5 us, about 25 per batch of 1024).
                 del sweep, departures
                 # stop() returns within about one batch's callables: the rest wait for
                 # stop(cleanup_remaining=True) or the next process that sweeps.

@@ -62,8 +62,8 @@ class Departures(NamedTuple):
     # them; taking each from its state costs ~12 ns, 4% of a sweep per conversation); or None.
     ids: list[str] | None = None
     # The earliest deadline among the states (store readings) where the store knows it without
-    # reading them (a sweep of one queue: its first); or None. The cleanup-lag metric needs
-    # only that, and reading it from every state costs ~70 ns a conversation.
+    # reading them (a sweep of one queue: from the first record of each review); or None. The
+    # cleanup-lag metric needs only that, and reading it from every state costs ~70 ns each.
     oldest: float | None = None
 
 

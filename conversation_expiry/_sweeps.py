@@ -28,7 +28,7 @@ class Ledger(Book):
         # One TTL, no max_age, no warnings: the expired ids are a prefix of one chain, taken by
         # loops in C. This is most of a sweep's cost per conversation.
         # A record is the snapshot's times and the TTL its span: no float is made.
-        ids, vals, more = pop_due(self._fresh, now, limit)
+        ids, vals, more, earliest = pop_due(self._fresh, now, limit)
         n = len(ids)
         states: list[ConversationState] = list(
             map(
@@ -43,8 +43,9 @@ class Ledger(Book):
                 deque(map(side.pop, ids, repeat(None)), 0)
         if self._held or self._meta:
             self._forget_side(states, tokens)
-        # Queue order is the order of last activity, so the first deadline is the earliest.
-        oldest = vals[0].real + self._ttl if n else None
+        # One TTL: the earliest last activity makes the earliest deadline (the same float:
+        # adding the TTL keeps the order).
+        oldest = earliest + self._ttl if n else None
         return Departures(states, [_EXPIRED] * n, tokens, now, None, ids, oldest), more
 
     def _forget_side(self, states: list[ConversationState], tokens: dict[str, int]) -> None:

@@ -111,14 +111,17 @@ def review(
 
 def _settled(
     chain: Chain, i: int, now: float, ttl: float, limit: int, take: bool
-) -> tuple[dict[str, complex], list[str], list[complex], int]:
+) -> tuple[dict[str, complex], list[str], list[complex], int, float]:
     """``review`` of bucket ``i`` until what it queued again into ``i`` is reviewed too.
 
     A count (not ``take``) goes on past ``limit`` until ``i`` is in order again, so that
-    what it counted is a prefix of ``i`` (it reviews the bucket once more, at most)."""
+    what it counted is a prefix of ``i`` (it reviews the bucket once more, at most). The last
+    value is the earliest last activity taken (a take; else infinity): what one review takes
+    is in queue order, but an id it queued again into ``i`` may be taken after later ones."""
     work = 0
     ids: list[str] = []
     recs: list[complex] = []
+    earliest = _INF
     again = False
     chain.walking = i
     while True:
@@ -128,6 +131,8 @@ def _settled(
         if take:
             ids += due
             recs += their
+            if their and their[0].real < earliest:
+                earliest = their[0].real
             k = 0
         else:
             ids, recs = due, their
@@ -140,20 +145,24 @@ def _settled(
             again = not take
             continue  # some came back into ``b`` and are due for review
         chain.walking = -1
-        return b, ids, recs, work
+        return b, ids, recs, work, earliest
 
 
-def pop_due(chain: Chain, now: float, limit: int) -> tuple[list[str], list[complex], bool]:
+def pop_due(
+    chain: Chain, now: float, limit: int
+) -> tuple[list[str], list[complex], bool, float]:
     """Remove up to ``limit`` past-due ids from the head, forgetting their records.
 
-    Returns them, their records (complex(last, created)), and whether there may be more:
-    at most ``REVIEWS`` x ``limit`` entries are reviewed (stale ones, ones queued again),
-    which bounds the time under the lock. With ``limit`` a bucket or more, the batch may
-    stop short of it at a bucket all past due that does not fit (``more`` is then True).
+    Returns them, their records (complex(last, created)), whether there may be more, and the
+    earliest last activity among them (infinity if none). At most ``REVIEWS`` x ``limit``
+    entries are reviewed (stale ones, ones queued again), which bounds the time under the
+    lock. With ``limit`` a bucket or more, the batch may stop short of it at a bucket all past
+    due that does not fit (``more`` is then True).
     """
     ttl = chain.ttl
     ids: list[str] = []
     recs: list[complex] = []
+    earliest = _INF
     budget = REVIEWS * limit
     whole = False  # stopped short of ``limit`` at a bucket the next call takes whole
     while len(ids) < limit and budget > 0:
@@ -169,10 +178,12 @@ def pop_due(chain: Chain, now: float, limit: int) -> tuple[list[str], list[compl
             if whole:
                 break
         room = limit - len(ids)
-        left, due, their, work = _settled(chain, chain.head, now, ttl, room, True)
+        left, due, their, work, first = _settled(chain, chain.head, now, ttl, room, True)
         budget -= work
         ids += due
         recs += their
+        if first < earliest:
+            earliest = first
         # Nothing at the head is due for review; or ``_settled`` stopped within its budget
         # at ids not due yet (the bucket is in order then): reviewing it again would cost
         # ~3 us to find nothing.
@@ -180,7 +191,7 @@ def pop_due(chain: Chain, now: float, limit: int) -> tuple[list[str], list[compl
             break
     if ids:
         _dropped_head(chain, recs)
-    return ids, recs, whole or len(ids) >= limit or budget <= 0
+    return ids, recs, whole or len(ids) >= limit or budget <= 0, earliest
 
 
 def advance(chain: Chain, ttl: float, now: float, budget: int = NO_LIMIT) -> bool:
@@ -192,7 +203,7 @@ def advance(chain: Chain, ttl: float, now: float, budget: int = NO_LIMIT) -> boo
     work = 0
     done = True
     while i < len(chain.bks):
-        b, due, _recs, n = _settled(chain, i, now, ttl, budget - work, False)
+        b, due, _recs, n, _ = _settled(chain, i, now, ttl, budget - work, False)
         work += n
         past += len(due)
         k = len(due)
