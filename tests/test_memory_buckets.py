@@ -215,8 +215,8 @@ def test_the_inlined_touch_writes_exactly_the_record_of_the_reference(
 
 
 def test_a_sweeps_oldest_deadline_is_the_earliest_of_its_states() -> None:
-    # ``Departures.oldest`` (for the lag metric) is read from the batch's first record, not
-    # from every state: the queue order must make that the earliest, touches and ties included.
+    # ``Departures.oldest`` (for the lag metric) comes from the first record of each review, not
+    # from every state: it must still be the earliest, touches and ties included.
     store, clock = bound(ttl=10.0)
     rng = Random(3)
     ids = [f"c{i}" for i in range(4 * CAP)]

@@ -387,9 +387,9 @@ def test_the_model_holds_with_buckets_of_two(
     machine: type[ExpiryMachine], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Buckets of two and batches of three: activity at one reading fills buckets, sweeps end
-    batches where buckets end and pop records in bulk after an all-due batch (ids active since
-    must get theirs back), counts and evictions walk many small buckets, and a review reads
-    one entry before the rest (the probe of a bucket due in part)."""
+    batches before buckets all due that do not fit and pop records in bulk after an all-due
+    batch (ids active since must get theirs back), counts and evictions walk many small
+    buckets, and a review reads one entry before the rest (the probe of a bucket due in part)."""
     monkeypatch.setattr(buckets, "CAP", 2)
     monkeypatch.setattr(walks, "_PROBE", 1)
     monkeypatch.setattr(manager_module, "SWEEP_BATCH", 3)
