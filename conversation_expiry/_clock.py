@@ -7,6 +7,7 @@ step leave deadlines alone.
 
 from __future__ import annotations
 
+import math
 import threading
 import time as _time
 from collections.abc import Callable
@@ -15,16 +16,19 @@ from types import ModuleType
 from typing import Protocol, runtime_checkable
 
 from . import _fork, _frozen
+from ._errors import ClockError
 from ._frozen import Anchor, Chain
 from ._validation import WALL_HORIZON, to_seconds
 
-__all__ = ["Clock", "ManualClock", "SystemClock", "WallOffset", "reader"]
+__all__ = ["Clock", "ManualClock", "SystemClock", "WallOffset", "checked_reader", "reader"]
 
 # freezegun replaces every module attribute that *is* a real time function, so the real ones are
 # kept where it does not look: a tuple, and default arguments.
 _REAL: tuple[Callable[[], float], Callable[[], float]] = (_time.monotonic, _time.time)
 # For durations (a sweep's, a batch's time slice): real elapsed time even inside a freeze.
 PERF_COUNTER: tuple[Callable[[], float]] = (_time.perf_counter,)
+
+_LIMIT = 1e12  # seconds: far beyond any date a datetime can show
 
 # How often SystemClock re-reads the wall/monotonic offset, and how far it must move to be taken.
 _OFFSET_RECHECK = 0.5
@@ -53,6 +57,40 @@ def reader(clock: Clock) -> Callable[[], tuple[float, float]]:
     return lambda: (monotonic(), wall_offset())
 
 
+def checked_reader(clock: Clock) -> Callable[[], tuple[float, float]]:
+    """:func:`reader`, whose readings are finite floats (else :class:`ClockError`).
+
+    The stock clocks' readings always are, so theirs is read as it is: the request path then
+    only orders a reading against the latest one acted on (~25 ns less a call). Any other clock,
+    a subclass of a stock one included, is checked on every reading.
+    """
+    read = reader(clock)
+    if type(clock) in (SystemClock, ManualClock):
+        return read
+    return lambda: checked_reading(*read())
+
+
+def checked_reading(now: object, offset: object) -> tuple[float, float]:
+    """``(now, offset)`` as finite floats, or :class:`ClockError` naming the reading."""
+    if (
+        now.__class__ is float
+        and offset.__class__ in _FLOATS
+        and -_INF < now < _INF
+        and -_LIMIT < offset < _LIMIT
+    ):
+        return now, offset
+    try:
+        value = float(now)  # type: ignore[arg-type]
+        off = float(offset)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise ClockError(f"the clock gave a reading that is not a number: {now!r:.60}") from None
+    if isinstance(now, bool) or not math.isfinite(value) or not abs(off) < _LIMIT:
+        raise ClockError(
+            f"the clock returned a reading that is not finite: {now!r:.80}, offset {offset!r:.80}"
+        )
+    return value, off
+
+
 class WallOffset(float):
     """A wall offset that also knows the exact datetime it maps a reading to.
 
@@ -74,6 +112,10 @@ class WallOffset(float):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (WallOffset, (self.base, self.mono))
+
+
+_FLOATS = (float, WallOffset)  # offsets the stock clocks give
+_INF = math.inf
 
 
 class _Freeze:
@@ -158,13 +200,18 @@ class SystemClock:
         if _time.monotonic is _REAL[0] and _time.time is _REAL[1]:
             return self.reading()
         try:
-            mono: float = _time.monotonic()  # patched by someone else: honour it
-            return mono, float(_time.time() - mono)
+            mono: object = _time.monotonic()  # patched by someone else: honour it
+            wall: object = _time.time()
         except Exception:
             # freezegun's patches raise IndexError on other threads while its stop() runs
             # (between its pops of freeze_factories and ignore_lists): that freeze is ending,
             # and the real clock is what comes next. The store's floor keeps time monotonic.
             return _REAL[0]() + self._drift, self._offset
+        try:
+            offset = float(wall) - float(mono)  # type: ignore[arg-type]
+        except (TypeError, ValueError, OverflowError):
+            offset = math.nan  # (checked_reading names the reading)
+        return checked_reading(mono, offset)
 
     def _frozen_reading(self, factory: object, moment: datetime) -> tuple[float, float]:
         f = self._freeze

@@ -20,8 +20,8 @@ import math
 import threading
 from typing import Any
 
-from ._clock import Clock, WallOffset, reader
-from ._errors import ClockError, ConversationExpiredError, ConversationNotFoundError
+from ._clock import Clock, checked_reader
+from ._errors import ConversationExpiredError, ConversationNotFoundError
 from ._rwlock import RWGuard
 from ._state import ConversationState, ExpiryReason, snapshot
 from ._store import Departures, Policy, Sweep
@@ -30,23 +30,7 @@ from ._sweeps import Ledger
 __all__ = ["MemoryStore"]
 
 _INF = math.inf
-_LIMIT = 1e12  # seconds: far beyond any date a datetime can show
-_OFFSETS = (float, WallOffset)  # the stock clocks' offsets: always finite
 _COUNT_STEP = 4096  # entries a count reviews per queue under the lock: about 1 ms
-
-
-def _odd_reading(now: object, offset: object, floor: float) -> tuple[float, float]:
-    """Check a reading that failed the fast test: stale (use ``floor``), or not a number."""
-    try:
-        value = float(now)  # type: ignore[arg-type]
-        off = float(offset)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        raise ClockError(f"the clock gave a reading that is not a number: {now!r:.60}") from None
-    if isinstance(now, bool) or not math.isfinite(value) or not abs(off) < _LIMIT:
-        raise ClockError(
-            f"the clock returned a reading that is not finite: {now!r:.80}, offset {offset!r:.80}"
-        )
-    return (value if value >= floor else floor), off
 
 
 class MemoryStore(Ledger):
@@ -67,7 +51,7 @@ class MemoryStore(Ledger):
             raise RuntimeError("this store is already bound to a manager; give each its own")
         self._bound = True
         self.configure(policy)
-        self._reading = reader(clock)
+        self._reading = checked_reader(clock)
 
     def register(
         self, cid: str, ttl: float | None, metadata: str | None
@@ -88,18 +72,16 @@ class MemoryStore(Ledger):
         return state, fresh, removed
 
     def _checked(self, reading: tuple[float, float]) -> tuple[float, float]:
-        """This call's store time, under the lock: never older than one already acted on."""
+        """This call's store time, under the lock: never older than one already acted on.
+
+        The reading is a finite float (``checked_reader``); an older one than the floor was
+        read before the lock by a thread preempted since, and the floor stands for it.
+        """
         now, offset = reading
-        floor = self._floor
-        try:
-            if now.__class__ is float and floor <= now < _INF and -_LIMIT < offset < _LIMIT:
-                self._floor = now
-                return now, offset
-        except TypeError:  # an offset that is not a number
-            pass
-        now, offset = _odd_reading(now, offset, floor)
-        self._floor = now
-        return now, offset
+        if self._floor <= now:
+            self._floor = now
+            return now, offset
+        return self._floor, offset
 
     def touch(self, cid: str, extend: bool) -> ConversationState:
         now, offset = self._reading()
@@ -107,11 +89,10 @@ class MemoryStore(Ledger):
         if not lock.acquire(False):
             self._guard.wait_write()  # (the sweep lets us in before its next batch)
         try:
-            # Store time, inlined from _checked (the stock clocks' offsets need no check).
-            if now.__class__ is float and self._floor <= now < _INF and type(offset) in _OFFSETS:
+            if self._floor <= now:  # store time, inlined from _checked
                 self._floor = now
             else:
-                now, offset = self._checked((now, offset))
+                now = self._floor
             v = self._last.get(cid)
             if v is None:
                 raise ConversationNotFoundError(cid)

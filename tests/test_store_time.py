@@ -8,6 +8,7 @@ the test lets it go.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Any
 
@@ -165,6 +166,34 @@ def test_one_bad_reading_costs_only_the_call_that_read_it(bad) -> None:
     m.register_conversation("c")
     clock.advance(11)
     assert m.cleanup_expired() == ["c"]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "later", True])
+def test_a_patched_time_monotonic_that_is_no_finite_number_fails_that_call_alone(
+    monkeypatch: pytest.MonkeyPatch, bad: object
+) -> None:
+    # The store takes the stock clocks' readings unchecked, so SystemClock checks what a
+    # patched time.monotonic gives (it honours any patch).
+    m = ConversationExpiryManager(10, 3600, autostart=False)
+    before = m.register_conversation("a")
+    real = time.monotonic
+    monkeypatch.setattr(time, "monotonic", lambda: bad)
+    with pytest.raises(ClockError):
+        m.update_activity("a")
+    with pytest.raises(ClockError):
+        m.register_conversation("b")
+    monkeypatch.setattr(time, "monotonic", real)
+    assert "b" not in m and m.get("a") == before
+
+
+def test_a_patched_time_monotonic_giving_ints_gives_float_readings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    m = ConversationExpiryManager(10, 3600, autostart=False)
+    monkeypatch.setattr(time, "monotonic", lambda: 10**6)
+    state = m.register_conversation("a")
+    assert type(state[1].real) is float and state[1].real == 1e6
+    assert not m.is_expired("a")
 
 
 def test_a_clock_error_names_the_reading() -> None:
