@@ -20,7 +20,7 @@ import math
 import threading
 from typing import Any
 
-from ._clock import Clock, checked_reader
+from ._clock import LIMIT, Clock, WallOffset, checked_reading, is_stock, reader
 from ._errors import ConversationExpiredError, ConversationNotFoundError
 from ._rwlock import RWGuard
 from ._state import ConversationState, ExpiryReason, snapshot
@@ -30,6 +30,7 @@ from ._sweeps import Ledger
 __all__ = ["MemoryStore"]
 
 _INF = math.inf
+_FLOATS = (float, WallOffset)  # offsets whose class says they are numbers
 _COUNT_STEP = 4096  # entries a count reviews per queue under the lock: about 1 ms
 
 
@@ -45,13 +46,15 @@ class MemoryStore(Ledger):
         self._floor = -_INF
         self._bound = False
         self._reading: Any = None
+        self._stock = False
 
     def bind(self, policy: Policy, clock: Clock) -> None:
         if self._bound:
             raise RuntimeError("this store is already bound to a manager; give each its own")
         self._bound = True
         self.configure(policy)
-        self._reading = checked_reader(clock)
+        self._reading = reader(clock)
+        self._stock = is_stock(clock)
 
     def register(
         self, cid: str, ttl: float | None, metadata: str | None
@@ -74,10 +77,17 @@ class MemoryStore(Ledger):
     def _checked(self, reading: tuple[float, float]) -> tuple[float, float]:
         """This call's store time, under the lock: never older than one already acted on.
 
-        The reading is a finite float (``checked_reader``); an older one than the floor was
-        read before the lock by a thread preempted since, and the floor stands for it.
+        A reading older than the floor was read before the lock by a thread preempted since:
+        the floor stands for it. Only a stock clock's reading is known to be a finite float.
         """
         now, offset = reading
+        if not self._stock and not (
+            now.__class__ is float
+            and offset.__class__ in _FLOATS
+            and -_INF < now < _INF
+            and -LIMIT < offset < LIMIT
+        ):
+            now, offset = checked_reading(now, offset)
         if self._floor <= now:
             self._floor = now
             return now, offset
@@ -89,10 +99,21 @@ class MemoryStore(Ledger):
         if not lock.acquire(False):
             self._guard.wait_write()  # (the sweep lets us in before its next batch)
         try:
-            if self._floor <= now:  # store time, inlined from _checked
+            # Store time, inlined from _checked.
+            if self._stock:
+                if self._floor <= now:
+                    self._floor = now
+                else:
+                    now = self._floor
+            elif (
+                now.__class__ is float
+                and offset.__class__ in _FLOATS
+                and self._floor <= now < _INF
+                and -LIMIT < offset < LIMIT
+            ):
                 self._floor = now
             else:
-                now = self._floor
+                now, offset = self._checked((now, offset))
             v = self._last.get(cid)
             if v is None:
                 raise ConversationNotFoundError(cid)

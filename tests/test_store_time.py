@@ -44,15 +44,49 @@ class PausingClock(ManualClock):
         return value
 
 
-@pytest.fixture
-def clock() -> PausingClock:
-    return PausingClock()
+class PausedStockClock:
+    """A stock ManualClock (``inner``) whose reading pauses the same way, from the store's side.
+
+    The store takes a stock clock's readings unchecked, so a stale one takes another path there
+    than a subclass's (``PausingClock``): the races run on both.
+    """
+
+    def __init__(self) -> None:
+        self.inner = ManualClock(START)
+        self.victim: str | None = None
+        self.read = threading.Event()
+        self.go = threading.Event()
+
+    def advance(self, seconds: float) -> None:
+        self.inner.advance(seconds)
+
+    def wrap(self, read: Any) -> Any:
+        def reading() -> tuple[float, float]:
+            value: tuple[float, float] = read()
+            if threading.current_thread().name == self.victim:
+                self.victim = None
+                self.read.set()
+                assert self.go.wait(WAIT)
+            return value
+
+        return reading
+
+
+@pytest.fixture(params=["clock subclass", "stock clock"])
+def clock(request: pytest.FixtureRequest) -> Any:
+    return PausingClock() if request.param == "clock subclass" else PausedStockClock()
 
 
 @pytest.fixture
-def manager(clock: PausingClock) -> Any:
+def manager(clock: Any) -> Any:
     recorder = Recorder()
-    m = ConversationExpiryManager(10, 3600, clock=clock, on_expire=recorder, autostart=False)
+    stock = isinstance(clock, PausedStockClock)
+    m = ConversationExpiryManager(
+        10, 3600, clock=clock.inner if stock else clock, on_expire=recorder, autostart=False
+    )
+    if stock:
+        assert m._store._stock
+        m._store._reading = clock.wrap(m._store._reading)
     m.recorder = recorder  # type: ignore[attr-defined]
     yield m
     m.stop(timeout=WAIT)
@@ -194,6 +228,26 @@ def test_a_patched_time_monotonic_giving_ints_gives_float_readings(
     state = m.register_conversation("a")
     assert type(state[1].real) is float and state[1].real == 1e6
     assert not m.is_expired("a")
+
+
+@pytest.mark.parametrize("offset", [float("inf"), float("nan"), 1e13])
+def test_an_offset_that_is_no_finite_date_fails_update_activity_alone(offset: float) -> None:
+    # update_activity checks the reading inline (an inlined copy of the store's check).
+    class BadOffsetClock(ManualClock):
+        bad: float | None = None
+
+        def reading(self) -> tuple[float, float]:
+            value = super().reading()
+            return value if self.bad is None else (value[0], self.bad)
+
+    clock = BadOffsetClock(START)
+    m = ConversationExpiryManager(10, 3600, clock=clock, autostart=False)
+    before = m.register_conversation("a")
+    clock.bad = offset
+    with pytest.raises(ClockError):
+        m.update_activity("a")
+    clock.bad = None
+    assert m.get("a") == before
 
 
 def test_a_clock_error_names_the_reading() -> None:
