@@ -99,18 +99,15 @@ class MemoryStore(Ledger):
         if not lock.acquire(False):
             self._guard.wait_write()  # (the sweep lets us in before its next batch)
         try:
-            # Store time, inlined from _checked.
-            if self._stock:
-                if self._floor <= now:
-                    self._floor = now
-                else:
-                    now = self._floor
-            elif (
-                now.__class__ is float
-                and offset.__class__ in _FLOATS
-                and self._floor <= now < _INF
-                and -LIMIT < offset < LIMIT
-            ):
+            # Store time: _checked's common case, inlined (a stock clock's reading is a float).
+            if (
+                self._stock
+                or (
+                    now.__class__ is float
+                    and offset.__class__ in _FLOATS
+                    and -LIMIT < offset < LIMIT
+                )
+            ) and self._floor <= now < _INF:
                 self._floor = now
             else:
                 now, offset = self._checked((now, offset))
