@@ -173,7 +173,10 @@ class SystemClock:
         _real_t: Callable[[], float] = _REAL[1],
         _t: ModuleType = _time,
     ) -> tuple[float, float]:
-        """``(monotonic(), wall_offset())`` in one call: update_activity's budget is ~1 us."""
+        """``(monotonic(), wall_offset())`` in one call: update_activity's budget is ~1 us.
+
+        ``MemoryStore``'s request path copies the first branch (tests/test_store_system_clock.py).
+        """
         if _t.monotonic is _real_m and _t.time is _real_t and self._freeze is None:
             now = _real_m() + self._drift
             if now < self._recheck_at:
