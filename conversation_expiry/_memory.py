@@ -5,8 +5,9 @@ class adds the lock (``_rwlock``), the store's time and the protocol. ``touch``,
 ``is_live`` are the request path, so they are written out here in full (the reference versions
 are ``Book._live`` / ``Book._activity``, ``Book._get`` and ``Book._is_live``;
 ``tests/test_memory_buckets.py`` checks that both give the same states and the same layout, and
-``tests/test_store_contract.py`` runs both paths). They also read a ``SystemClock`` inline: the
-common case of ``SystemClock.reading``, held to it by ``tests/test_store_system_clock.py``.
+``tests/test_store_contract.py`` runs both paths). ``touch`` also reads a ``SystemClock``
+inline, in the common case of ``SystemClock.reading`` (held to it by
+``tests/test_store_system_clock.py``); ``get`` and ``is_live`` cost less and call the clock.
 
 Time is the manager's clock, read *before* the lock is taken (a clock that stalls its caller
 must not stall everyone) and checked under it against the latest reading the store acted on: an
@@ -173,20 +174,8 @@ class MemoryStore(Ledger):
         finally:
             lock.release()
 
-    def get(
-        self, cid: str, _t: Any = _time, _mono: Any = _REAL[0], _wall: Any = _REAL[1]
-    ) -> ConversationState | None:
-        clock = self._system  # SystemClock.reading's common case, inlined as in touch
-        if (
-            clock is not None
-            and _t.monotonic is _mono
-            and _t.time is _wall
-            and clock._freeze is None
-            and (now := _mono() + clock._drift) < clock._recheck_at
-        ):
-            reading = now, clock._offset
-        else:
-            reading = self._reading()
+    def get(self, cid: str) -> ConversationState | None:
+        reading = self._reading()
         lock = self._guard.write
         if not lock.acquire(False):
             self._guard.wait_write()
@@ -206,20 +195,8 @@ class MemoryStore(Ledger):
         finally:
             lock.release()
 
-    def is_live(
-        self, cid: str, _t: Any = _time, _mono: Any = _REAL[0], _wall: Any = _REAL[1]
-    ) -> bool:
-        clock = self._system  # SystemClock.reading's common case, inlined as in touch
-        if (
-            clock is not None
-            and _t.monotonic is _mono
-            and _t.time is _wall
-            and clock._freeze is None
-            and (now := _mono() + clock._drift) < clock._recheck_at
-        ):
-            reading = now, clock._offset
-        else:
-            reading = self._reading()
+    def is_live(self, cid: str) -> bool:
+        reading = self._reading()
         lock = self._guard.write
         if not lock.acquire(False):
             self._guard.wait_write()

@@ -1,9 +1,9 @@
-"""The in-memory store reads a SystemClock inline on the request path, as its ``reading`` does.
+"""The in-memory store reads a SystemClock inline in update_activity, as its ``reading`` does.
 
-``update_activity``, ``get`` and ``is_expired`` copy ``SystemClock.reading``'s common case (no
-patch, no freeze, offset not due for a recheck) into ``MemoryStore``; every other case goes
-through the clock. These tests hold the copy to the reference: the clock's own state (its drift,
-cached offset, recheck time, freeze) decides what each path sees.
+``MemoryStore.touch`` copies ``SystemClock.reading``'s common case (no patch, no freeze, offset
+not due for a recheck); every other case goes through the clock, as ``get`` and ``is_expired``
+always do. These tests hold the copy to the reference: the clock's own state (its drift, cached
+offset, recheck time, freeze) decides what each request path sees.
 """
 
 from __future__ import annotations
