@@ -141,23 +141,30 @@ def test_a_request_blocked_during_a_batch_gets_the_lock_before_the_next_batch(
     assert lasts[1] == touched_at  # the second batch came after the request's touch
 
 
+class KeepingStore(MemoryStore):
+    """Keeps each claim's states, and counts who else holds the last ones at the next claim."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[object]] = []
+        self.held_at_next_claim: list[int] = []
+
+    def claim(self, limit: int) -> Sweep:
+        if self.batches:
+            self.held_at_next_claim.append(held_elsewhere(self.batches[-1]))
+        sweep = super().claim(limit)
+        self.batches.append(sweep.departures.states)
+        return sweep
+
+
+def held_elsewhere(batch: list[object]) -> int:
+    """References to ``batch`` besides the caller's one and getrefcount's own."""
+    return sys.getrefcount(batch) - 3
+
+
 def test_a_sweep_lets_go_of_a_batch_before_it_claims_the_next(clock: ManualClock) -> None:
     # Freed first, the batch's states give their memory to the next batch's: else the
     # allocator hands out fresh pages (a page fault each) for every batch.
-    class KeepingStore(MemoryStore):
-        def __init__(self) -> None:
-            super().__init__()
-            self.batches: list[list[object]] = []
-            self.held_at_next_claim: list[int] = []
-
-        def claim(self, limit: int) -> Sweep:
-            if self.batches:
-                # Our reference and getrefcount's own: nobody else holds the last batch.
-                self.held_at_next_claim.append(sys.getrefcount(self.batches[-1]) - 2)
-            sweep = super().claim(limit)
-            self.batches.append(sweep.departures.states)
-            return sweep
-
     store = KeepingStore()
     m = ConversationExpiryManager(10, 3600, clock=clock, autostart=False, store=store)
     for i in range(SWEEP_BATCH * 3):
@@ -166,3 +173,37 @@ def test_a_sweep_lets_go_of_a_batch_before_it_claims_the_next(clock: ManualClock
     assert len(m.cleanup_expired()) == SWEEP_BATCH * 3
     assert len(store.batches) >= 2 and store.held_at_next_claim
     assert set(store.held_at_next_claim) == {0}
+
+
+def _swept_once(clock: ManualClock) -> tuple[ConversationExpiryManager, KeepingStore]:
+    store = KeepingStore()
+    m = ConversationExpiryManager(10, 3600, clock=clock, autostart=False, store=store)
+    m.register_conversation("a")
+    clock.advance(11)
+    assert m.cleanup_expired() == ["a"]
+    return m, store
+
+
+def test_a_sweep_keeps_its_last_states_until_the_next_sweep(clock: ManualClock) -> None:
+    # Freed at once, their memory would go to whatever the process allocates until the next
+    # sweep, whose states would then land on fresh pages, faulted in under the lock.
+    _alive, store = _swept_once(clock)  # (the manager is what holds them)
+    held = held_elsewhere(store.batches[-1])  # (outside the assert: its rewrite holds values)
+    assert held == 1
+
+
+def test_the_next_sweep_lets_go_of_the_last_states_before_its_first_claim(
+    clock: ManualClock,
+) -> None:
+    m, store = _swept_once(clock)
+    m.register_conversation("b")
+    clock.advance(11)
+    assert m.cleanup_expired() == ["b"]
+    assert store.held_at_next_claim == [0]
+
+
+def test_stop_lets_go_of_the_last_sweeps_states(clock: ManualClock) -> None:
+    m, store = _swept_once(clock)
+    m.stop()
+    held = held_elsewhere(store.batches[-1])
+    assert held == 0
