@@ -285,8 +285,9 @@ class ConversationExpiryManager:
                 # allocator hands out their memory again instead of fresh pages (a page fault
                 # each, ~2 us, about 25 per batch of 1024, under the lock).
                 del spent
-            # For the same reason the last batch's states are kept until the next sweep's first
-            # claim: freed now, their memory would go to what the process allocates meanwhile.
+            # For the same reason the last batch's states (at most one batch, with their metadata)
+            # are kept until the next sweep's first claim: freed now, their memory would go to
+            # what the process allocates meanwhile.
             self._spent = spent
             if self.warning_before is not None:
                 wait = self.cleanup_interval
