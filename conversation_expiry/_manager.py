@@ -260,9 +260,9 @@ class ConversationExpiryManager:
         with self._telemetry.span("expiry_manager.cleanup") as span:
             if self._held and store.shared:
                 self._finish_elsewhere()
+            self._spent = None  # (the last sweep's states: their memory is the first claim's)
             while True:
                 begun = PERF_COUNTER[0]()
-                self._spent = None  # (the last sweep's states: their memory is this claim's)
                 sweep = store.claim(self._batch)
                 departures = sweep.departures
                 # A sweep takes only the expired.
