@@ -35,6 +35,7 @@ follows the live ids.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Iterable
 
 __all__ = ["CAP", "NO_LIMIT", "Chain"]
 
@@ -115,8 +116,13 @@ class Chain:
         if b.pop(cid, None) is None:
             self.size += 1
         if b:
-            last_cid, last_rec = next(reversed(b.items()))
-            if self._key(last_cid, last_rec.real) > self._key(cid, t):
+            before = next(reversed(b.values())).real
+            if before > t or (
+                before == t
+                and self.seq
+                and (stamp := self._stamp_at(reversed(b.items()), t)) is not None
+                and stamp > self.seq.get(cid, -1)
+            ):
                 self.mixed.add(id(b))
         b[cid] = rec
         if b is self.cur:
@@ -125,6 +131,24 @@ class Chain:
     def _key(self, cid: str, t: float) -> tuple[float, int]:
         """Queue order: time, then (ids queued at one reading) the stamp of their activity."""
         return t, self.seq.get(cid, -1)
+
+    def _stamp_at(self, entries: Iterable[tuple[str, complex]], t: float) -> int | None:
+        """The stamp of the first of ``entries``, while they were queued at ``t``, whose id was
+        last active at ``t``; None if none was.
+
+        An id active at a later reading has the stamp of that activity (``Book._stamp``), which
+        says nothing of where its entry stands among those queued at ``t``: a walk queues it
+        again past them, so it orders nothing here. (An entry's time is its own: the walks
+        need every entry in time order.)
+        """
+        last = self.last
+        for cid, rec in entries:
+            if rec.real != t:
+                return None
+            v = last.get(cid)
+            if v is not None and v.real == t:
+                return self.seq.get(cid, -1)
+        return None
 
     def _not_before_last(self, cid: str, t: float) -> bool:
         """Whether ``cid`` at ``t`` goes after every id queued: after the last id of the last
@@ -139,8 +163,11 @@ class Chain:
         b = bks[j]
         if self.mixed and id(b) in self.mixed:
             return False
-        last_cid, last_rec = next(reversed(b.items()))
-        return self._key(cid, t) >= self._key(last_cid, last_rec.real)
+        before = next(reversed(b.values())).real
+        if before != t:
+            return before < t
+        stamp = self._stamp_at(reversed(b.items()), t)
+        return stamp is None or self.seq.get(cid, -1) >= stamp
 
     def _bucket_for(self, cid: str, t: float) -> int:
         """The bucket ``cid``, queued at ``t`` (not after the tail), belongs in."""
@@ -159,16 +186,20 @@ class Chain:
                 if self.mark > j:  # (never: counted buckets end before any id due later)
                     self.mark += 1
         elif los[j] == t:  # earlier buckets may end with ids queued at ``t``
-            key = self._key(cid, t)  # (a bucket's first id is its least but where ids came
-            # in earlier than the bucket's start: then it is mixed). Not below a bucket a count
-            # has walked (``mark``, or the one a walk is in): those hold only ids past due.
+            stamp = self.seq.get(cid, -1)  # (a bucket's first id is its least but where ids
+            # came in earlier than the bucket's start: then it is mixed). Not below a bucket a
+            # count has walked (``mark``, or the one a walk is in): those hold only ids past due.
             floor = max(self.head, self.mark, self.walking)
             while j > floor:
                 b = self.bks[j]
                 if b:
-                    first, rec = next(iter(b.items()))
-                    if self._key(first, rec.real) <= key:
+                    first = next(iter(b.values())).real
+                    if first < t:
                         break
+                    if first == t:
+                        theirs = self._stamp_at(b.items(), t)
+                        if theirs is not None and theirs <= stamp:
+                            break
                 j -= 1
         return j
 

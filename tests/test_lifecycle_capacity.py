@@ -200,6 +200,29 @@ def test_ties_in_time_are_broken_by_the_order_of_activity(make, events):
     assert events == [("b", EVICTED)]
 
 
+def test_ties_stay_in_activity_order_after_an_id_of_the_tie_is_active_at_a_later_reading(
+    make, clock, events
+):
+    # Found by a model-based run: "c" was stamped anew at the later reading while its entry
+    # stayed among the ties, and "a", queued again behind it, went after "b".
+    m = make(ttl=3, max_conversations=5)
+    if m.store.shared:
+        pytest.skip("a shared store evicts the nearest deadline first (README, several workers)")
+    m.register_conversation("a")
+    m.register_conversation("d")
+    clock.advance(1.0)
+    m.register_conversation("x")
+    m.update_activity("a")  # at 1.0: x, a, then b and c
+    m.register_conversation("b")
+    m.register_conversation("c")
+    clock.advance(0.5)
+    m.update_activity("c")
+    m.update_activity("d")  # at 1.5
+    m.register_conversation("y")
+    m.register_conversation("z")
+    assert events == [("x", EVICTED), ("a", EVICTED)]
+
+
 def test_ties_in_time_are_broken_by_the_order_of_activity_across_ttls(make, events):
     m = make(max_conversations=3)
     m.register_conversation("a", ttl=5)  # all at the same clock reading: a is the least recent
