@@ -19,12 +19,13 @@ from ._state import ConversationState, ExpiryReason
 from ._store import Cleanup, Departures
 from ._telemetry import Telemetry, no_cleanup_span
 
-__all__ = ["Callbacks", "OnExpire", "OnWarning"]
+__all__ = ["EXITS", "Callbacks", "OnExpire", "OnWarning"]
 
 OnExpire = Callable[[ConversationState, ExpiryReason], object]
 OnWarning = Callable[[ConversationState], object]
 
-_EXITS = (SystemExit, KeyboardInterrupt)
+# Logged like any fault, then raised again to a synchronous caller once its batch is done.
+EXITS = (SystemExit, KeyboardInterrupt)
 
 
 class Callbacks:
@@ -64,7 +65,7 @@ class Callbacks:
                     except BaseException as exc:
                         state = states[n - length_hint(left) - 1]  # the one being called
                         self._failed(None, "on_expire", on_expire, state[0], exc)
-                        if isinstance(exc, _EXITS):
+                        if isinstance(exc, EXITS):
                             exit_exc = exit_exc or exc
         else:
             span_for = cleanup_span or no_cleanup_span
@@ -109,7 +110,7 @@ class Callbacks:
             fn(*args)
         except BaseException as exc:
             self._failed(scope, what, fn, cid, exc)
-            return exc if isinstance(exc, _EXITS) else None
+            return exc if isinstance(exc, EXITS) else None
         return None
 
     def _failed(

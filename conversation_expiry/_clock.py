@@ -21,8 +21,8 @@ from ._frozen import Anchor, Chain
 from ._validation import WALL_HORIZON, to_seconds
 
 __all__ = [
-    "LIMIT", "Clock", "ManualClock", "SystemClock", "WallOffset", "checked_reading", "is_stock",
-    "reader",
+    "LIMIT", "WALL_HI", "WALL_LO", "Clock", "ManualClock", "SystemClock", "WallOffset",
+    "checked_reading", "is_stock", "reader",
 ]
 
 # freezegun replaces every module attribute that *is* a real time function, so the real ones are
@@ -31,7 +31,12 @@ _REAL: tuple[Callable[[], float], Callable[[], float]] = (_time.monotonic, _time
 # For durations (a sweep's, a batch's time slice): real elapsed time even inside a freeze.
 PERF_COUNTER: tuple[Callable[[], float]] = (_time.perf_counter,)
 
-LIMIT = 1e12  # seconds (a reading, an offset): far beyond any date a datetime can show
+LIMIT = 1e12  # seconds (an offset): far beyond any date a datetime can show
+# POSIX seconds a reading plus its offset may stand for: a time whose datetimes exist, and
+# whose deadline too (a reading past them would fail every later call that shows a time, and
+# hold the store's time there: it never goes back).
+WALL_LO = datetime(1, 1, 2, tzinfo=timezone.utc).timestamp()
+WALL_HI = WALL_HORIZON.timestamp()
 
 # How often SystemClock re-reads the wall/monotonic offset, and how far it must move to be taken.
 _OFFSET_RECHECK = 0.5
@@ -80,9 +85,10 @@ def checked_reading(now: object, offset: object) -> tuple[float, float]:
         off = float(offset)  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError):
         raise ClockError(f"the clock gave a reading that is not a number: {now!r:.60}") from None
-    if isinstance(now, bool) or not math.isfinite(value) or not abs(off) < LIMIT:
+    if isinstance(now, bool) or not abs(off) < LIMIT or not WALL_LO < value + off < WALL_HI:
         raise ClockError(
-            f"the clock returned a reading that is not finite: {now!r:.80}, offset {offset!r:.80}"
+            f"the clock returned a reading that is not finite, or not a time between the years "
+            f"1 and 9899: {now!r:.80}, offset {offset!r:.80}"
         )
     return value, off
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from . import _fork
 from ._batches import next_batch
-from ._callbacks import Callbacks, OnExpire, OnWarning
+from ._callbacks import EXITS, Callbacks, OnExpire, OnWarning
 from ._clock import PERF_COUNTER, Clock, SystemClock
 from ._held import HeldCleanups
 from ._memory import MemoryStore
@@ -319,24 +319,41 @@ class ConversationExpiryManager:
         ``cleanup_remaining`` every conversation still held is removed and cleaned here, with
         reason SHUTDOWN (EXPIRED for those already past their deadline).
         """
-        if timeout is not None:
-            to_seconds("timeout", timeout, allow_zero=True)
-        self._worker.stop(timeout)
+        seconds = None if timeout is None else to_seconds("timeout", timeout, allow_zero=True)
+        self._worker.stop(seconds)
+        exit_exc: BaseException | None = None
         try:
             if cleanup_remaining:
                 while True:
                     removed = self._store.drain(SWEEP_BATCH)
                     if not removed.states:
                         break
-                    self._finish(removed)
+                    exit_exc = self._finish_despite_exits(removed) or exit_exc
                 # With a shared store the conversations stay for the other processes, but what
                 # this process holds is released.
-                self._callbacks.finish_local(self._held.take_all(ExpiryReason.SHUTDOWN))
+                try:
+                    self._callbacks.finish_local(self._held.take_all(ExpiryReason.SHUTDOWN))
+                except EXITS as exc:
+                    exit_exc = exit_exc or exc
         finally:
             self._spent = None
             self._callbacks.faults.flush()
             if self._owns_store:
                 self._store.close()
+        if exit_exc is not None:
+            raise exit_exc
+
+    def _finish_despite_exits(self, departures: Departures) -> BaseException | None:
+        """``_finish``, returning the SystemExit or KeyboardInterrupt a callable raised.
+
+        What stop(cleanup_remaining=True) was asked to clean is cleaned whole before it is
+        raised: no later call would take the batches left (the thread has stopped).
+        """
+        try:
+            self._finish(departures)
+        except EXITS as exc:
+            return exc
+        return None
 
     @property
     def running(self) -> bool:

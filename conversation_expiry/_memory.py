@@ -23,7 +23,18 @@ import threading
 import time as _time
 from typing import Any
 
-from ._clock import _REAL, LIMIT, Clock, SystemClock, WallOffset, checked_reading, is_stock, reader
+from ._clock import (
+    _REAL,
+    LIMIT,
+    WALL_HI,
+    WALL_LO,
+    Clock,
+    SystemClock,
+    WallOffset,
+    checked_reading,
+    is_stock,
+    reader,
+)
 from ._errors import ConversationExpiredError, ConversationNotFoundError
 from ._rwlock import RWGuard
 from ._state import ConversationState, ExpiryReason, snapshot
@@ -89,8 +100,8 @@ class MemoryStore(Ledger):
         if not self._stock and not (
             now.__class__ is float
             and offset.__class__ in _FLOATS
-            and -_INF < now < _INF
             and -LIMIT < offset < LIMIT
+            and WALL_LO < now + offset < WALL_HI
         ):
             now, offset = checked_reading(now, offset)
         if self._floor <= now:
@@ -130,8 +141,9 @@ class MemoryStore(Ledger):
                     now.__class__ is float
                     and offset.__class__ in _FLOATS
                     and -LIMIT < offset < LIMIT
+                    and WALL_LO < now + offset < WALL_HI
                 )
-            ) and self._floor <= now < _INF:
+            ) and self._floor <= now:
                 self._floor = now
             else:
                 now, offset = self._checked((now, offset))

@@ -37,8 +37,8 @@ def invalid_id(value: object, name: str = "conversation_id") -> NoReturn:
 def check_id(value: object, name: str = "conversation_id") -> str:
     """Return ``value`` if it is a usable conversation id, else raise."""
     if type(value) is not str or not value:
-        if isinstance(value, str) and value:  # a str subclass is fine
-            return str(value)
+        if isinstance(value, str) and value:  # a str subclass is fine, as the str it holds
+            return str.__str__(value)  # (not str(): its own __str__ could say anything)
         invalid_id(value, name)
     return value
 

@@ -14,6 +14,7 @@ import pytest
 from support import logging_raises
 
 from conversation_expiry import ConversationExpiryManager
+from conversation_expiry._manager import SWEEP_BATCH
 
 
 class Custom(BaseException):
@@ -123,3 +124,18 @@ def test_stop_with_cleanup_remaining_runs_every_conversation_despite_an_exit(clo
     with pytest.raises(KeyboardInterrupt):
         m.stop(cleanup_remaining=True)
     assert sorted(calls) == ["a", "b", "c"] and len(m) == 0
+
+
+@pytest.mark.parametrize("exc", EXITS, ids=lambda e: e.__name__)
+def test_stop_with_cleanup_remaining_cleans_every_batch_before_an_exit_is_raised(clock, exc):
+    # No later call would take the batches left: the thread has stopped.
+    calls: list[str] = []
+    m = manager_with(clock, raising_for("c0", exc, calls))
+    ids = [f"c{i}" for i in range(2 * SWEEP_BATCH + 1)]  # three batches of the drain
+    cleaned: list[str] = []
+    for cid in ids:
+        m.register_conversation(cid)
+    m.add_cleanup(ids[-1], lambda: cleaned.append(ids[-1]))
+    with pytest.raises(exc):
+        m.stop(cleanup_remaining=True)
+    assert sorted(calls) == sorted(ids) and cleaned == [ids[-1]] and len(m) == 0

@@ -118,6 +118,18 @@ def test_str_subclass_id_is_accepted(manager: ConversationExpiryManager) -> None
     assert manager.update_activity(Cid("abc")).id == "abc"
 
 
+def test_str_subclass_id_is_the_str_it_holds_whatever_its_str_says(
+    manager: ConversationExpiryManager,
+) -> None:
+    class Cid(str):
+        def __str__(self) -> str:
+            return "other"
+
+    state = manager.register_conversation(Cid("abc"))
+    assert type(state.id) is str and state.id == "abc"
+    assert "abc" in manager and "other" not in manager
+
+
 # ---------------------------------------------------------------------------------------------
 # NotFound vs Expired
 # ---------------------------------------------------------------------------------------------

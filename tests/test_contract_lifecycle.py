@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from support import EVERY_STORE, TTL, WAIT, run_bounded
@@ -149,6 +150,13 @@ def test_stop_timeout_bounds_the_wait_for_a_slow_callable(make_manager, clock) -
         release.set()
     thread.join(WAIT)
     assert not thread.is_alive()
+
+
+def test_stop_takes_its_timeout_as_a_timedelta(make_manager, clock) -> None:
+    m = make_manager(TTL, 3600, clock=clock)
+    assert m.running
+    m.stop(timeout=timedelta(seconds=WAIT))
+    assert m.stopped and not m.running
 
 
 def test_stop_without_timeout_waits_for_a_running_callable(make_manager, clock) -> None:

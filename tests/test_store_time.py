@@ -181,7 +181,12 @@ class OnceBadClock(ManualClock):
         return value
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "later", [1.0]])
+# Finite readings past the years a datetime shows: taken, they would hold the store's time
+# there (it never goes back) and fail every later call that shows a time.
+BEYOND_THE_YEARS = [1e300, 1e12, -1e12]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "later", [1.0], *BEYOND_THE_YEARS])
 def test_one_bad_reading_costs_only_the_call_that_read_it(bad) -> None:
     clock = OnceBadClock(START)
     recorder = Recorder()
@@ -248,6 +253,20 @@ def test_an_offset_that_is_no_finite_date_fails_update_activity_alone(offset: fl
         m.update_activity("a")
     clock.bad = None
     assert m.get("a") == before
+
+
+@pytest.mark.parametrize("reading", BEYOND_THE_YEARS)
+def test_a_reading_past_the_years_fails_update_activity_alone(reading: float) -> None:
+    # update_activity checks the reading inline (an inlined copy of the store's check).
+    clock = OnceBadClock(START)
+    m = ConversationExpiryManager(10, 3600, clock=clock, autostart=False)
+    before = m.register_conversation("a")
+    clock.bad = reading
+    with pytest.raises(ClockError):
+        m.update_activity("a")
+    assert m.get("a") == before
+    clock.advance(11)
+    assert m.cleanup_expired() == ["a"]  # the store's time went on from where it was
 
 
 def test_a_clock_error_names_the_reading() -> None:
