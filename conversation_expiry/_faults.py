@@ -7,8 +7,9 @@ number of lines:
 
 * the first ``_BURST`` failures are logged in full, then one line says the rest are counted;
 * when a minute (``_WINDOW``) has passed, the next failure logs one line summing up those not
-  logged, and is itself logged in full; while the callable keeps failing, that is all: one
-  traceback and one summary a minute;
+  logged (their count, and the ids of the first ``_LISTED`` and of the last), and is itself
+  logged in full; while the callable keeps failing, that is all: one traceback and one summary
+  a minute;
 * after a quiet minute without failures, it gets a full burst again;
 * ``stop()`` (:meth:`FaultLog.flush`) logs the summaries still pending.
 
@@ -25,7 +26,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from . import _fork
 from ._clock import _REAL
 
-__all__ = ["FaultLog", "LogWindows", "log_safely", "logger"]
+__all__ = ["FaultLog", "LogWindows", "Summary", "log_safely", "logger"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -33,6 +34,7 @@ logger = logging.getLogger("conversation_expiry")
 
 _BURST = 20
 _WINDOW = 60.0
+_LISTED = 100  # details (ids) of the events not logged that a summary names, besides the last
 
 
 def log_safely(log: Callable[..., None], *args: Any, **kwargs: Any) -> bool:
@@ -53,10 +55,18 @@ def _name_of(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__qualname__", None) or type(fn).__qualname__
 
 
+class Summary(NamedTuple):
+    """The events of a window that were not logged."""
+
+    events: int
+    details: list[str]  # the first _LISTED of them
+    last: str
+
+
 class _Window:
     """The events of one key in the current window."""
 
-    __slots__ = ("allowance", "last", "last_detail", "logged", "start", "suppressed")
+    __slots__ = ("allowance", "details", "last", "last_detail", "logged", "start", "suppressed")
 
     def __init__(self, now: float, allowance: int) -> None:
         self.start = now  # when the window opened
@@ -64,13 +74,17 @@ class _Window:
         self.allowance = allowance  # full reports this window may log
         self.logged = 0
         self.suppressed = 0
+        self.details: list[str] = []  # of the first _LISTED not logged
         self.last_detail = ""
+
+    def summary(self) -> Summary:
+        return Summary(self.suppressed, self.details, self.last_detail)
 
 
 class Verdict(NamedTuple):
     full: bool  # log this event in full
     exhausted: bool  # it used up the burst: say that the rest are counted
-    summary: tuple[int, str] | None  # (events not logged, the last one's detail) of a past window
+    summary: Summary | None  # the events of a past window that were not logged
 
 
 class LogWindows(Generic[K]):
@@ -89,14 +103,14 @@ class LogWindows(Generic[K]):
     def hit(self, key: K, detail: str) -> Verdict:
         """Count one event of ``key``; ``detail`` (an id) is kept if it goes unlogged."""
         now = self._now() if self._now is not None else _REAL[0]()
-        summary: tuple[int, str] | None = None
+        summary: Summary | None = None
         with self._lock:
             window = self._windows.get(key)
             if window is None:
                 window = self._windows[key] = _Window(now, _BURST)
             elif now - window.start >= _WINDOW:
                 if window.suppressed:
-                    summary = (window.suppressed, window.last_detail)
+                    summary = window.summary()
                 # Still going on: one full report a window. Quiet for a window: a burst again.
                 allowance = _BURST if now - window.last >= _WINDOW else 1
                 window = self._windows[key] = _Window(now, allowance)
@@ -106,15 +120,17 @@ class LogWindows(Generic[K]):
                 window.logged += 1
             else:
                 window.suppressed += 1
+                if len(window.details) < _LISTED:
+                    window.details.append(detail)
                 window.last_detail = detail
             return Verdict(full, full and window.logged == _BURST, summary)
 
-    def drain(self) -> list[tuple[K, int, str]]:
-        """(key, events not logged, last detail) of every window with some; forgets them all."""
+    def drain(self) -> list[tuple[K, Summary]]:
+        """What every window with events not logged did not log; forgets them all."""
         with self._lock:
-            pending = [(k, w.suppressed, w.last_detail) for k, w in self._windows.items()]
+            pending = [(k, w.summary()) for k, w in self._windows.items() if w.suppressed]
             self._windows.clear()
-        return [p for p in pending if p[1]]
+        return pending
 
 
 _Key = tuple[str, str, type[BaseException]]
@@ -131,7 +147,7 @@ class FaultLog:
         key = (what, _name_of(fn), type(exc))
         full, exhausted, summary = self._windows.hit(key, cid)
         if summary is not None:
-            _summarise(key, *summary)
+            _summarise(key, summary)
         if full:
             log_safely(
                 logger.error,
@@ -148,14 +164,18 @@ class FaultLog:
 
     def flush(self) -> None:
         """Log the summaries still pending (at stop)."""
-        for key, suppressed, last_cid in self._windows.drain():
-            _summarise(key, suppressed, last_cid)
+        for key, summary in self._windows.drain():
+            _summarise(key, summary)
 
 
-def _summarise(key: _Key, suppressed: int, last_cid: str) -> None:
+def _summarise(key: _Key, summary: Summary) -> None:
+    listed = ", ".join(map(repr, summary.details))
+    if summary.events > len(summary.details):
+        others = summary.events - len(summary.details)
+        listed += f" and {others} more (the last {summary.last!r})"
     log_safely(
         logger.error,
-        "%s %s raised %s %d more times (last for conversation %r); those were not logged",
-        key[0], key[1], key[2].__name__, suppressed, last_cid,
-        extra={"conversation_id": last_cid},
+        "%s %s raised %s %d more times, for conversations %s; those were not logged in full",
+        key[0], key[1], key[2].__name__, summary.events, listed,
+        extra={"conversation_id": summary.last},
     )

@@ -153,7 +153,7 @@ class RejectLog:
         """Record that ``raw`` was refused because of ``reason``."""
         full, exhausted, summary = self._windows.hit(None, reason)
         if summary is not None:
-            _summarise(*summary)
+            _summarise(summary.events, summary.last)
         if full:
             logger.warning(
                 "rejected conversation id %r (%d characters): %s", shown(raw), len(raw), reason
@@ -166,8 +166,8 @@ class RejectLog:
 
     def flush(self) -> None:
         """Log the count of refusals not logged yet (at close)."""
-        for _, suppressed, last_reason in self._windows.drain():
-            _summarise(suppressed, last_reason)
+        for _, summary in self._windows.drain():
+            _summarise(summary.events, summary.last)
 
 
 def _summarise(suppressed: int, last_reason: str) -> None:

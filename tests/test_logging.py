@@ -253,6 +253,32 @@ def test_a_callable_failing_on_every_sweep_does_not_flood_the_log(
     assert "more times" in new[0] and "'m5-5-9'" in new[0]
 
 
+@pytest.mark.parametrize("failures", [BURST + 10, BURST + faults_module._LISTED + 5])
+def test_the_summary_names_the_conversations_not_logged_in_full(
+    logs: pytest.LogCaptureFixture,
+    fake_time: FakeTime,
+    manager: ConversationExpiryManager,
+    clock: ManualClock,
+    failures: int,
+) -> None:
+    ids = [f"c{i:03d}" for i in range(failures)]
+    for cid in ids:
+        manager.register_conversation(cid)
+        manager.add_cleanup(cid, boom)
+    clock.advance(TTL + 1)
+    manager.cleanup_expired()
+    manager.stop()
+    messages = [r.getMessage() for r in ours(logs, logging.ERROR)]
+    (summary,) = [m for m in messages if "more times" in m]
+    unlogged = sorted(ids)[BURST:]  # (a sweep takes them in the order of their activity)
+    listed = unlogged[: faults_module._LISTED]
+    assert f"{len(unlogged)} more times" in summary
+    assert ", ".join(map(repr, listed)) in summary
+    if len(unlogged) > len(listed):
+        others = len(unlogged) - len(listed)
+        assert f"and {others} more (the last {unlogged[-1]!r})" in summary
+
+
 def test_after_a_quiet_minute_a_failing_callable_gets_a_full_burst_again(
     logs: pytest.LogCaptureFixture,
     fake_time: FakeTime,
