@@ -180,7 +180,7 @@ def _inspect(args: argparse.Namespace, out: TextIO) -> int:
         elif isinstance(value, str):
             shown = value  # a time
         else:
-            shown = json.dumps(value, ensure_ascii=False)
+            shown = json.dumps(value)  # (metadata: ASCII, as in _print_json)
         print(f"{key + ':':<{width + 1}} {shown}", file=out)
     return 0
 
@@ -251,14 +251,22 @@ def _connected(
 ) -> Iterator[tuple[Any, ConversationExpiryManager]]:
     """A store on ``--redis`` / ``--namespace`` and a threadless manager on it; closed after."""
     try:
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
         from .redis import RedisStore
     except ImportError as exc:
         raise _Failure(f"the Redis store needs redis-py: pip install "
                        f"'conversation-expiry[redis]' ({_one_line(exc)})") from None
     from ._manager import ConversationExpiryManager
 
-    try:  # from_url asks the server whether it is a Cluster node, and makes the client for it
-        store = _call(args, lambda: RedisStore.from_url(args.redis, namespace=args.namespace))
+    # No retries: a command that cannot reach Redis says so within a few seconds (2 s socket
+    # timeouts); cron runs the next one. from_url asks the server whether it is a Cluster node.
+    once = Retry(NoBackoff(), 0)
+    try:
+        store = _call(args, lambda: RedisStore.from_url(
+            args.redis, namespace=args.namespace, retry=once
+        ))
     except (ValueError, TypeError) as exc:  # the message names the bad --redis or --namespace
         raise _Failure(_scrubbed(_one_line(exc), args.redis)) from None
     try:
@@ -318,7 +326,9 @@ def _logging_to_stderr() -> Iterator[None]:
 
 
 def _print_json(value: object, out: TextIO) -> None:
-    print(json.dumps(value, ensure_ascii=False), file=out)
+    # ASCII: any id is a valid store key, a lone surrogate included, which no UTF-8 stream can
+    # write raw (the sweep would be done and its report lost); escaped, json.loads gives it back.
+    print(json.dumps(value), file=out)
 
 
 def _plain(value: object) -> object:

@@ -199,6 +199,18 @@ def test_unreachable_server_is_a_one_line_error_with_status_2() -> None:
     assert time.monotonic() - started < RUN_TIMEOUT
 
 
+def test_a_server_that_never_answers_is_a_one_line_error_with_status_2() -> None:
+    # It takes the connection and says nothing (a Redis under SIGSTOP): the command makes one
+    # try, not the retries within retries of redis-py's reconnects (34 s with three).
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        port = listener.getsockname()[1]
+        result = run("stats", "--redis", f"redis://127.0.0.1:{port}", "--namespace", "n")
+    assert_one_line_error(result)
+    assert "cannot reach Redis" in result.stderr
+
+
 @pytest.mark.parametrize(
     "url",
     [f"redis://user:s3cret@127.0.0.1:{free_port()}", "redis://user:s3cret@host:port",
@@ -275,6 +287,26 @@ def test_stats_json_gives_live_count_and_deadlines_soonest_first(
     assert report["next_deadlines"] == [
         {"id": s.id, "expires_at": rfc3339(s.expires_at)} for s in expected
     ]
+
+
+def test_json_reports_hold_any_id_as_json_gives_it_back(
+    url: str, namespace: str, manager: ConversationExpiryManager
+) -> None:
+    # A lone surrogate is a valid id; no UTF-8 stream can write it raw, and the sweep is done
+    # before it reports.
+    odd, gone = "odd\ud800id", "gone\udfff"
+    manager.register_conversation(odd)
+    manager.register_conversation("noted", ttl=120, metadata={"note": "\udc80"})
+    past_due(manager, gone)
+    stats = run("stats", *store_args(url, namespace), "--json")
+    assert stats.returncode == 0, stats.stderr
+    assert [d["id"] for d in json.loads(stats.stdout)["next_deadlines"]] == [odd, "noted"]
+    inspect = run("inspect", "noted", *store_args(url, namespace), "--json")
+    assert inspect.returncode == 0, inspect.stderr
+    assert json.loads(inspect.stdout)["metadata"] == {"note": "\udc80"}
+    sweep = run("sweep", *store_args(url, namespace), "--json")
+    assert sweep.returncode == 0, sweep.stderr
+    assert json.loads(sweep.stdout) == {"expired": [gone]}
 
 
 def test_stats_json_includes_the_store_counters(

@@ -101,6 +101,25 @@ def test_an_ack_lost_to_an_outage_is_retried_by_the_keeper(server: RedisServer) 
     store.close()
 
 
+def test_a_sweep_sends_the_acks_lost_to_an_outage_before_it_claims(server: RedisServer) -> None:
+    # An outage longer than the lease: the claim lapsed meanwhile, and a claim that took it over
+    # would run on_expire again for a conversation this process had finished.
+    clock = ManualClock(START)
+    store = make_store(server, clock, lease=30.0)  # the keeper's first retry is 10 s away
+    store.register("a", 1.0, None)
+    clock.advance(2)
+    deps = store.claim(10).departures
+    server.kill()
+    with pytest.raises(StoreUnavailableError):
+        store.ack(deps)
+    server.start()
+    clock.advance(31)  # the lease has lapsed
+    assert store.claim(10).departures.states == []
+    stats = store.stats()
+    assert deps.claim.acked and stats["claimed"] == 0 and stats["takeovers"] == 0
+    store.close()
+
+
 def test_maxmemory_policy_that_can_evict_warns_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

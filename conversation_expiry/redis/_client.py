@@ -41,14 +41,17 @@ _UNAVAILABLE: tuple[type[Exception], ...] = (
 # Replies redis-py leaves as a plain ResponseError but that mean the same.
 _UNAVAILABLE_REPLIES = ("MISCONF", "NOREPLICAS", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "OOM")
 
-# from_url defaults: a call fails within about 4 x 2 s plus backoff when Redis is gone, rather
-# than redis-py's 11 x 5 s; a dead connection is noticed before it is used.
+# from_url defaults: a call fails within about 2 x 2 s when Redis stops answering, and 8 s when
+# it must connect anew (redis-py retries the connection within each try of a call, so three
+# retries took 34 s against a server under SIGSTOP), rather than redis-py's 11 x 5 s; a refused
+# connection fails at once; a dead connection is noticed before it is used. One retry is what
+# a connection the server has closed needs; an outage is the cleanup thread's to wait out.
 DEFAULTS: dict[str, Any] = {
     "socket_timeout": 2.0,
     "socket_connect_timeout": 2.0,
     "health_check_interval": 15,
 }
-_RETRIES = 3
+_RETRIES = 1
 
 
 # Everything a call of the client may raise that fail() looks at.

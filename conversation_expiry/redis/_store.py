@@ -84,6 +84,7 @@ class RedisStore(OperatorViews):
         self._policy: list[bytes] | None = None
         self._held = Held()
         self._unacked: list[Claim] = []
+        self._unacked_lock = threading.Lock()  # the keeper and a sweep both retry them
         self.late_acks = 0  # acknowledgements of this process that came after a takeover
         self._count_lock = threading.Lock()  # the keeper thread acknowledges too
         self.maxmemory_warned = False
@@ -102,7 +103,7 @@ class RedisStore(OperatorViews):
         **client_kwargs: Any,
     ) -> RedisStore:
         """A store on a new client for ``url``; ``client_kwargs`` override the defaults
-        (2 s socket timeouts, 3 retries with jittered exponential backoff, health checks).
+        (2 s socket timeouts, 1 retry with jittered exponential backoff, health checks).
 
         ``cluster``: True makes a ``redis.cluster.RedisCluster`` (any node's URL will do), False
         a plain client; None asks the server once (``INFO cluster``), so that a ``STORE`` URL
@@ -129,6 +130,7 @@ class RedisStore(OperatorViews):
         # A child is another process: its claims are its own, the parent's stay the parent's.
         self._new_owner()
         self._unacked = []
+        self._unacked_lock = threading.Lock()
         self._count_lock = threading.Lock()
         self._held.reset_after_fork()
 
@@ -260,6 +262,10 @@ class RedisStore(OperatorViews):
         return self._departures(blobs, now)
 
     def claim(self, limit: int) -> Sweep:
+        if self._unacked:
+            # Claims of this process that it finished during an outage go first: once their
+            # lease has lapsed, this very claim would take them over and run them again.
+            self._retry_acks()
         now, more, next_warning, blobs, warned, dead = self._run(
             self._scripts.claim, [min(limit, CLAIM_BATCH)]
         )
@@ -300,11 +306,12 @@ class RedisStore(OperatorViews):
                 self.late_acks += late
 
     def _retry_acks(self) -> bool:
-        while self._unacked:
-            claim = self._unacked[0]
-            if not claim.acked:
-                self._ack(claim)
-            self._unacked.pop(0)
+        with self._unacked_lock:
+            while self._unacked:
+                claim = self._unacked[0]
+                if not claim.acked:
+                    self._ack(claim)
+                self._unacked.pop(0)
         return False
 
     def _renew(self, incarnations: list[bytes]) -> list[bytes]:
