@@ -328,7 +328,10 @@ class ConversationExpiryManager:
                     removed = self._store.drain(SWEEP_BATCH)
                     if not removed.states:
                         break
-                    exit_exc = self._finish_despite_exits(removed) or exit_exc
+                    try:
+                        self._finish(removed)
+                    except EXITS as exc:  # raised once all is clean: no later call would clean
+                        exit_exc = exit_exc or exc  # the rest (the thread has stopped)
                 # With a shared store the conversations stay for the other processes, but what
                 # this process holds is released.
                 try:
@@ -342,18 +345,6 @@ class ConversationExpiryManager:
                 self._store.close()
         if exit_exc is not None:
             raise exit_exc
-
-    def _finish_despite_exits(self, departures: Departures) -> BaseException | None:
-        """``_finish``, returning the SystemExit or KeyboardInterrupt a callable raised.
-
-        What stop(cleanup_remaining=True) was asked to clean is cleaned whole before it is
-        raised: no later call would take the batches left (the thread has stopped).
-        """
-        try:
-            self._finish(departures)
-        except EXITS as exc:
-            return exc
-        return None
 
     @property
     def running(self) -> bool:
