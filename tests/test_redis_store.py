@@ -301,6 +301,14 @@ def test_from_url(redis_server: Any) -> None:
         RedisStore.from_url(redis_server.url, cluster="yes")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("path", ["/abc", "/1/2", "/0x1", "/\u0661"])
+def test_from_url_refuses_a_database_that_is_not_a_number(path: str) -> None:
+    from conversation_expiry.redis import RedisStore
+
+    with pytest.raises(ValueError, match="database by number"):
+        RedisStore.from_url(f"redis://127.0.0.1:6379{path}", cluster=False)
+
+
 def test_from_url_of_an_unreachable_server() -> None:
     from redis_servers import free_port
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
 
 import redis
 from redis import exceptions as rx
@@ -95,6 +96,7 @@ def client_from_url(url: object, kwargs: dict[str, Any], cluster: object = None)
         raise TypeError(f"url must be a str, got {type(url).__name__}: {url!r:.80}")
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ValueError(f"url must be a redis://, rediss:// or unix:// URL, got {url!r:.80}")
+    _check_database(url)
     if cluster is not None and not isinstance(cluster, bool):
         raise TypeError(f"cluster must be None, True or False, got {cluster!r:.80}")
     options = dict(DEFAULTS)
@@ -112,6 +114,22 @@ def client_from_url(url: object, kwargs: dict[str, Any], cluster: object = None)
         client.close()
         return _cluster_client(url, options)
     return client
+
+
+def _check_database(url: str) -> None:
+    """Refuse a database that is not a number: redis-py takes ``/abc`` as 0, ``/1/2`` as 12."""
+    if url.startswith("unix://"):
+        return  # (its path is the socket's; the database is ?db=N)
+    try:
+        path = urlsplit(url).path
+    except ValueError as exc:
+        raise ValueError(f"url is not a valid Redis URL ({exc}): {url!r:.80}") from None
+    number = path[1:]
+    if number and not (number.isascii() and number.isdigit()):
+        raise ValueError(
+            f"url must name its database by number (redis://host:6379/0), got {path!r:.40}: "
+            f"{url!r:.80}"
+        )
 
 
 def _cluster_node(client: redis.Redis) -> bool:
