@@ -215,11 +215,10 @@ def drops_of(tracer: object) -> Drops | None:
     ):
         return None  # otel.sdk.span.started counts dropped spans: they must be started
     sampler = getattr(tracer, "sampler", None)
-    found = Drops(
-        tracer,
-        sampler,
-        _certain_drop(sampler, _ROOT),
-        _certain_drop(sampler, _LOCAL),
-        _certain_drop(sampler, _REMOTE),
-    )
-    return found if found.root or found.local_unsampled or found.remote_unsampled else None
+    if not _certain_drop(sampler, _LOCAL):
+        # What runs inside a skipped span (callables, a store client's instrumentation) would
+        # be decided as a child of its parent instead of as a child of an unsampled span of
+        # this process: only when the sampler drops those too is skipping invisible.
+        return None
+    root, remote = _certain_drop(sampler, _ROOT), _certain_drop(sampler, _REMOTE)
+    return Drops(tracer, sampler, root, True, remote)

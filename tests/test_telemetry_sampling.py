@@ -382,12 +382,37 @@ def test_a_parent_based_sampler_keeping_unsampled_children_records_them(
     try:
         with current(unsampled()):
             m.register_conversation("a")
-        with current(unsampled(remote=True)):  # its remote delegate still drops
+        with current(unsampled(remote=True)):  # its remote delegate drops it...
             m.update_activity("a")
     finally:
         m.stop()
     assert [s.name for s in sdk.spans()] == ["expiry_manager.register"]
-    assert started == ["expiry_manager.register"]
+    # ...but a span started inside it would be kept (a child of a local unsampled span): the
+    # manager skips nothing with such a sampler.
+    assert started == ["expiry_manager.register", "expiry_manager.update_activity"]
+
+
+def test_with_a_sampler_keeping_local_unsampled_children_callables_spans_are_kept(
+    clock: ManualClock,
+) -> None:
+    sdk = Sdk(ParentBased(ALWAYS_OFF, local_parent_not_sampled=ALWAYS_ON))
+    tracer = sdk.provider.get_tracer("callables")
+
+    def release() -> None:
+        with tracer.start_as_current_span("release"):
+            pass
+
+    m = build(sdk, clock)
+    try:
+        m.register_conversation("a")
+        m.add_cleanup("a", release)
+        with current(unsampled(remote=True)):
+            assert m.end_conversation("a") is True
+    finally:
+        m.stop()
+    # The cleanup span (a child of the remote unsampled parent) is dropped; the callable's, a
+    # child of that local unsampled span, is kept.
+    assert [s.name for s in sdk.spans()] == ["release"]
 
 
 def test_a_sampler_replaced_on_the_tracer_is_obeyed_at_once(clock: ManualClock) -> None:
@@ -499,7 +524,8 @@ class _Overriding(ParentBased):
     "sampler",
     [ALWAYS_ON, TraceIdRatioBased(0.5), Opaque(ALWAYS_OFF), _Overriding(ALWAYS_OFF),
      ParentBased(ALWAYS_ON, local_parent_not_sampled=ALWAYS_ON,
-                 remote_parent_not_sampled=ALWAYS_ON)],
+                 remote_parent_not_sampled=ALWAYS_ON),
+     ParentBased(ALWAYS_OFF, local_parent_not_sampled=ALWAYS_ON)],
 )
 def test_samplers_it_cannot_read_drop_nothing(sampler: Sampler) -> None:
     assert drops_of(_tracer(sampler)) is None
