@@ -151,14 +151,26 @@ class ConversationExpiryManager:
 
         With ``meaningful_activities`` set, other activity types only check the conversation.
         """
+        if self._telemetry.tracing:  # checks the arguments inside its span: bad input is recorded
+            return self._telemetry.traced_update(
+                self._checked_touch, conversation_id, activity_type
+            )
+        # _checked_touch inlined (the request path untraced): the same checks, then the touch.
         if activity_type.__class__ is not str:
             _check_activity_type(activity_type)
         extend = True if self._meaningful is None else bool(self._meaningful(activity_type))
-        if self._telemetry.tracing:  # checks the id inside its span, so bad input is recorded
-            return self._telemetry.traced_update(self._touch, conversation_id, extend)
         if type(conversation_id) is not str or not conversation_id:
             conversation_id = check_id(conversation_id)
         return self._touch(conversation_id, extend)
+
+    def _checked_touch(
+        self, conversation_id: object, activity_type: object
+    ) -> tuple[ConversationState, bool]:
+        """``update_activity``'s checks and touch; returns the state and whether it extended."""
+        _check_activity_type(activity_type)
+        kind: str = activity_type  # type: ignore[assignment]  # (checked)
+        extend = True if self._meaningful is None else bool(self._meaningful(kind))
+        return self._touch(check_id(conversation_id), extend), extend
 
     def ensure_conversation(
         self, conversation_id: str, activity_type: str = "message"

@@ -62,7 +62,6 @@ from ._spans import (
     rfc3339,
 )
 from ._state import ConversationState, ExpiryReason, deadline_of
-from ._validation import check_id
 
 if TYPE_CHECKING:
     from ._manager import ConversationExpiryManager
@@ -167,16 +166,19 @@ class Telemetry:
         return Detached()
 
     def traced_update(
-        self, update: Callable[[str, bool], ConversationState], raw_id: object, extend: bool
+        self,
+        update: Callable[[object, object], tuple[ConversationState, bool]],
+        raw_id: object,
+        activity_type: object,
     ) -> ConversationState:
-        """``update_activity`` under its span: the id is checked inside it, so bad input is
-        recorded as an error like not-found and expired are."""
+        """``update_activity`` under its span: ``update`` checks the arguments inside it, so bad
+        input is recorded as an error like not-found and expired are."""
         if self._dropped(True):
-            return update(check_id(raw_id), extend)
+            return update(raw_id, activity_type)[0]
         with self.span(
             "expiry_manager.update_activity", raw_id if isinstance(raw_id, str) else None
         ) as span:
-            state = update(check_id(raw_id), extend)
+            state, extend = update(raw_id, activity_type)
             if span is not None:
                 span.set_attribute("new_expires_at", rfc3339(state.expires_at))
                 span.set_attribute("extended", extend)

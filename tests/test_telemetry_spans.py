@@ -279,6 +279,35 @@ def test_update_bad_input_is_an_error_span(
     assert_failed(only(exporter, UPDATE), error)
 
 
+def test_update_with_a_bad_activity_type_is_an_error_span(
+    exporter: InMemorySpanExporter, manager: ConversationExpiryManager
+) -> None:
+    manager.register_conversation("a")
+    with pytest.raises(TypeError, match="activity_type"):
+        manager.update_activity("a", activity_type=5)  # type: ignore[arg-type]
+    assert_failed(only(exporter, UPDATE), TypeError)
+
+
+@pytest.mark.parametrize("traced", [True, False], ids=["traced", "untraced"])
+def test_update_activity_treats_activity_types_alike_traced_or_not(
+    provider: TracerProvider, clock: ManualClock, traced: bool
+) -> None:
+    # The untraced request path inlines _checked_touch: both must extend only what is meaningful.
+    m = ConversationExpiryManager(
+        TTL, 3600, clock=clock, autostart=False, meaningful_activities={"message"},
+        tracer_provider=provider if traced else trace.NoOpTracerProvider(),
+    )
+    try:
+        first = m.register_conversation("a")
+        clock.advance(5)
+        assert m.update_activity("a", "heartbeat").expires_at == first.expires_at
+        assert m.update_activity("a", "message").expires_at > first.expires_at
+        with pytest.raises(TypeError, match="activity_type"):
+            m.update_activity("a", None)  # type: ignore[arg-type]
+    finally:
+        m.stop()
+
+
 def test_sweep_with_nothing_to_do(
     exporter: InMemorySpanExporter, manager: ConversationExpiryManager
 ) -> None:
