@@ -14,6 +14,8 @@ from opentelemetry import trace
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.trace import Span, Status, StatusCode
 
+from ._faults import log_safely, logger
+
 __all__ = [
     "CURRENT_CONTEXT",
     "NO_SPAN",
@@ -24,9 +26,29 @@ __all__ = [
     "Drops",
     "drops_of",
     "rfc3339",
+    "sdk_failed",
 ]
 
 _OK = Status(StatusCode.OK)
+_reported: set[tuple[str, type[BaseException]]] = set()  # SDK faults logged (once each)
+
+
+def sdk_failed(doing: str, exc: Exception) -> None:
+    """Log, once per (what was done, exception type), that the tracing SDK raised.
+
+    A span processor or sampler that raises (the SDK contains none of theirs) must not fail
+    the call, nor lose the cleanups of a conversation already removed: the call goes on
+    without that span.
+    """
+    key = (doing, type(exc))
+    if key in _reported:
+        return
+    _reported.add(key)
+    log_safely(
+        logger.error,
+        "the OpenTelemetry SDK raised %s while %s; the manager goes on without it (logged "
+        "once)", type(exc).__name__, doing, exc_info=(type(exc), exc, exc.__traceback__),
+    )
 
 
 class _NoSpan:
@@ -80,10 +102,15 @@ class _Scope:
                 _fail(span, exc)
             elif exc is None and not self.failed:
                 span.set_status(_OK)
+        except Exception as fault:
+            sdk_failed("setting a span's status", fault)
         finally:
             if self._token is not None:
                 otel_context.detach(self._token)
-            span.end()
+            try:
+                span.end()  # (span processors' on_end)
+            except Exception as fault:
+                sdk_failed("ending a span", fault)
 
 
 class Current(_Scope):

@@ -60,6 +60,7 @@ from ._spans import (
     Drops,
     drops_of,
     rfc3339,
+    sdk_failed,
 )
 from ._state import ConversationState, ExpiryReason, deadline_of
 
@@ -145,14 +146,17 @@ class Telemetry:
         """A context manager making a span current; yields it if it records, else None."""
         if not self.tracing or self._dropped(name not in _HOSTS_CALLABLES):
             return NO_SPAN
-        return Current(
-            self._tracer.start_span(
+        try:
+            span = self._tracer.start_span(
                 name,
                 attributes=None if cid is None else {"conversation_id": cid},
                 record_exception=False,
                 set_status_on_exception=False,
             )
-        )
+        except Exception as exc:  # (its sampler, span processors' on_start)
+            sdk_failed("starting a span", exc)
+            return NO_SPAN
+        return Current(span)
 
     def detached(self) -> Any:
         """A context manager in which new spans are roots (the cleanup thread's sweeps).
@@ -198,21 +202,29 @@ class Telemetry:
             return None
         return self._cleanup_scope
 
-    def _cleanup_scope(self, cid: str, reason: ExpiryReason) -> CleanupScope:
-        return CleanupScope(
-            self._tracer.start_span(
+    def _cleanup_scope(self, cid: str, reason: ExpiryReason) -> Any:
+        try:
+            span = self._tracer.start_span(
                 "expiry_manager.cleanup_conversation",
                 attributes={"conversation_id": cid, "reason": reason.value},
                 record_exception=False,
                 set_status_on_exception=False,
             )
-        )
+        except Exception as exc:  # (its sampler, span processors' on_start)
+            sdk_failed("starting a span", exc)
+            return NO_SPAN
+        return CleanupScope(span)
 
     def callback_failed(self, what: str, scope: CleanupScope | None, exc: BaseException) -> None:
         if scope is not None:
             scope.failed = True
-            scope.span.record_exception(exc, attributes={"callback": what})
-            scope.span.set_status(Status(StatusCode.ERROR, f"{what} raised {type(exc).__name__}"))
+            try:
+                scope.span.record_exception(exc, attributes={"callback": what})
+                scope.span.set_status(
+                    Status(StatusCode.ERROR, f"{what} raised {type(exc).__name__}")
+                )
+            except Exception as fault:
+                sdk_failed("recording a callable's fault on its span", fault)
         if self.measuring:
             self._instruments.errors.add(1, {CALLBACK: what, ERROR_TYPE: type_name(exc)})
 
