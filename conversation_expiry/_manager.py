@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import timedelta
 from operator import itemgetter
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from . import _fork
 from ._batches import next_batch
 from ._callbacks import EXITS, Callbacks, OnExpire, OnWarning
 from ._clock import PERF_COUNTER, Clock, SystemClock
+from ._faults import log_safely, logger
 from ._held import HeldCleanups
 from ._memory import MemoryStore
 from ._settings import check_conversation_ttl, check_options, check_seam, meaningful_predicate
@@ -33,6 +34,7 @@ Seconds = float | int | timedelta
 SWEEP_BATCH = 256
 
 _first = itemgetter(0)
+T = TypeVar("T")
 
 
 def _check_activity_type(activity_type: object) -> None:
@@ -331,23 +333,38 @@ class ConversationExpiryManager:
         ``cleanup_remaining`` every conversation still held is removed and cleaned here, with
         reason SHUTDOWN (EXPIRED for those already past their deadline).
         """
+        self._stop(timeout, cleanup_remaining)
+
+    def _stop(
+        self, timeout: object, cleanup_remaining: bool, cleanup_for: float | None = None
+    ) -> None:
+        """``stop()``; with ``cleanup_for``, no conversation's cleanups start once that many
+        seconds have passed (the integrations' EXIT_TIMEOUT: a server kills a worker that takes
+        longer to exit), and what is left is logged."""
         seconds = None if timeout is None else to_seconds("timeout", timeout, allow_zero=True)
+        deadline = None if cleanup_for is None else PERF_COUNTER[0]() + cleanup_for
         self._worker.stop(seconds)
         exit_exc: BaseException | None = None
         try:
             if cleanup_remaining:
-                while True:
-                    removed = self._store.drain(SWEEP_BATCH)
+                batch = SWEEP_BATCH if deadline is None else 1  # (the deadline between each)
+                while deadline is None or PERF_COUNTER[0]() < deadline:
+                    removed = self._store.drain(batch)
                     if not removed.states:
                         break
                     try:
                         self._finish(removed)
                     except EXITS as exc:  # raised once all is clean: no later call would clean
                         exit_exc = exit_exc or exc  # the rest (the thread has stopped)
+                else:
+                    _left_uncleaned(cleanup_for, len(self), "conversations")
                 # With a shared store the conversations stay for the other processes, but what
                 # this process holds is released.
+                held = self._held.take_all(ExpiryReason.SHUTDOWN)
                 try:
-                    self._callbacks.finish_local(self._held.take_all(ExpiryReason.SHUTDOWN))
+                    self._callbacks.finish_local(
+                        held if deadline is None else _until(deadline, held, cleanup_for)
+                    )
                 except EXITS as exc:
                     exit_exc = exit_exc or exc
         finally:
@@ -411,6 +428,25 @@ class ConversationExpiryManager:
         if hook is not None:
             hook()
         self._worker.reinit_after_fork()
+
+
+def _until(deadline: float, items: list[T], cleanup_for: float | None) -> Iterator[T]:
+    """``items`` until ``deadline`` (perf counter) has passed; the count left is logged."""
+    for n, item in enumerate(items):
+        if PERF_COUNTER[0]() >= deadline:
+            _left_uncleaned(cleanup_for, len(items) - n, "conversations' cleanups held here")
+            return
+        yield item
+
+
+def _left_uncleaned(cleanup_for: float | None, left: int, what: str) -> None:
+    if not left:
+        return
+    log_safely(
+        logger.warning,
+        "stop: %d %s left without running: the %.3g s for cleanups at exit (EXIT_TIMEOUT) "
+        "have passed", left, what, cleanup_for,
+    )
 
 
 def _id_attr(value: object) -> str | None:

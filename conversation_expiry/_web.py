@@ -213,7 +213,10 @@ class Runtime:
         self.policy = IdPolicy(merged["ID_MAX_LENGTH"], merged["ID_PATTERN"])
         self.invalid_id_body = _body_maker(merged["INVALID_ID_BODY"], name("INVALID_ID_BODY"))
         self.rejects = RejectLog()
-        self.cleanup_at_exit = bool(merged["CLEANUP_AT_EXIT"])
+        for flag in ("CLEANUP_AT_EXIT", "AUTOSTART"):  # ("false" from the environment is true)
+            if flag in merged and not isinstance(merged[flag], bool):
+                raise TypeError(f"{name(flag)} must be True or False, got {merged[flag]!r:.80}")
+        self.cleanup_at_exit: bool = merged["CLEANUP_AT_EXIT"]
         exit_timeout = merged["EXIT_TIMEOUT"]
         if exit_timeout is not None:
             if isinstance(exit_timeout, bool) or not isinstance(exit_timeout, (int, float)):
@@ -227,11 +230,18 @@ class Runtime:
         self.exit_timeout: float | None = exit_timeout
         kwargs = {arg: merged[k] for k, arg in _MANAGER_ARGS.items() if k in merged}
         store = _store_from(merged["STORE"], merged["NAMESPACE"], name)
+        # A store built from a URL is this runtime's to close; a store object is its owner's.
+        self._own_store = store if isinstance(merged["STORE"], str) else None
         if store is not None:
             kwargs["store"] = store
-        self.manager = ConversationExpiryManager(
-            **kwargs, on_expire=on_expire, on_warning=on_warning
-        )
+        try:
+            self.manager = ConversationExpiryManager(
+                **kwargs, on_expire=on_expire, on_warning=on_warning
+            )
+        except BaseException:
+            if self._own_store is not None:
+                self._own_store.close()
+            raise
         atexit.register(self._at_exit)
 
     def accept(self, raw: str | None) -> tuple[ConversationState | None, bool]:
@@ -252,14 +262,32 @@ class Runtime:
         logger.debug("%s conversation %r", "started" if fresh else "touched", cid)
         return state, fresh
 
-    def close(self, timeout: float | None = None, *, cleanup_remaining: bool = False) -> None:
-        """Stop the manager (idempotent), log pending refusal counts, drop the ``atexit`` hook."""
+    def close(
+        self,
+        timeout: float | None = None,
+        *,
+        cleanup_remaining: bool = False,
+        cleanup_for: float | None = None,
+    ) -> None:
+        """Stop the manager (idempotent), log pending refusal counts, drop the ``atexit`` hook.
+
+        ``cleanup_for``: seconds after which no further conversation's cleanups start.
+        """
         atexit.unregister(self._at_exit)
         self.rejects.flush()
-        self.manager.stop(timeout, cleanup_remaining=cleanup_remaining)
+        try:
+            self.manager._stop(timeout, cleanup_remaining, cleanup_for)
+        finally:
+            if self._own_store is not None:
+                self._own_store.close()
 
     def _at_exit(self) -> None:
-        self.close(self.exit_timeout, cleanup_remaining=self.cleanup_at_exit)
+        # EXIT_TIMEOUT bounds the whole exit: the wait for the thread, then the cleanups.
+        self.close(
+            self.exit_timeout,
+            cleanup_remaining=self.cleanup_at_exit,
+            cleanup_for=self.exit_timeout,
+        )
 
 
 def _json_body(reason: str) -> tuple[str, str]:

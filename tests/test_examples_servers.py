@@ -187,7 +187,7 @@ def test_workers_sharing_a_redis_store_start_a_conversation_once(
     "start_example, freed",
     [
         pytest.param(flask_gunicorn, "freed the history of 'alice'", id="flask"),
-        pytest.param(django_gunicorn, "'alice' left (expired); its history is freed", id="django"),
+        pytest.param(django_gunicorn, "the history of 'alice' is freed", id="django"),
     ],
 )
 def test_gunicorn_logs_the_expiry_and_the_freed_history(

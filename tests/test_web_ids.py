@@ -433,3 +433,83 @@ def test_store_url_without_the_redis_extra_says_what_to_install(
 def test_setting_names_in_errors_follow_the_frameworks_spelling(runtimes: list[Runtime]) -> None:
     with pytest.raises(TypeError, match=r"CONVERSATION_EXPIRY_STORE must"):
         Runtime({"STORE": 42}, source="test", key="CONVERSATION_EXPIRY_{}")
+
+
+class FakeCounter:
+    """The perf counter the exit's cleanups are timed by; each cleanup moves it one second."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_exit_cleanups_start_only_within_exit_timeout(
+    runtimes: list[Runtime], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from conversation_expiry import _manager as manager_module
+
+    counter = FakeCounter()
+    monkeypatch.setattr(manager_module, "PERF_COUNTER", (counter,))
+    runtime = make_runtime(runtimes, EXIT_TIMEOUT=2.5)
+    ran: list[str] = []
+    for cid in "abcde":
+        runtime.manager.register_conversation(cid)
+
+        def slow(cid: str = cid) -> None:
+            ran.append(cid)
+            counter.now += 1.0  # a cleanup that takes a second
+
+        runtime.manager.add_cleanup(cid, slow)
+    with caplog.at_level(logging.WARNING, logger="conversation_expiry"):
+        runtime._at_exit()
+    assert ran == ["a", "b", "c"]  # started at 0, 1 and 2 s; not at 3
+    assert len(runtime.manager) == 2
+    assert any("2 conversations left" in r.getMessage() for r in caplog.records)
+
+
+def test_exit_cleanups_all_run_within_exit_timeout(runtimes: list[Runtime]) -> None:
+    runtime = make_runtime(runtimes, EXIT_TIMEOUT=60)
+    ran: list[str] = []
+    for n in range(600):  # more than a batch of the drain
+        runtime.manager.register_conversation(f"c{n}")
+    runtime.manager.add_cleanup("c599", lambda: ran.append("c599"))
+    runtime._at_exit()
+    assert ran == ["c599"] and len(runtime.manager) == 0
+
+
+@pytest.mark.parametrize("flag", ["CLEANUP_AT_EXIT", "AUTOSTART"])
+@pytest.mark.parametrize("bad", ["false", 0, None])
+def test_runtime_refuses_a_flag_that_is_not_a_bool(
+    runtimes: list[Runtime], flag: str, bad: object
+) -> None:
+    with pytest.raises(TypeError, match=flag):
+        make_runtime(runtimes, **{flag: bad})
+
+
+@pytest.mark.redis
+def test_a_store_the_runtime_built_from_a_url_is_closed_with_it(
+    runtimes: list[Runtime], redis_server: Any
+) -> None:
+    runtime = make_runtime(runtimes, STORE=redis_server.url, NAMESPACE="web-close")
+    store = runtime.manager.store
+    closed: list[bool] = []
+    real_close = store.close
+
+    def spy() -> None:
+        closed.append(True)
+        real_close()
+
+    store.close = spy
+    runtime.close(timeout=5)
+    assert closed == [True]
+
+
+def test_a_store_object_given_is_left_to_its_owner(runtimes: list[Runtime]) -> None:
+    store = MemoryStore()
+    closed: list[bool] = []
+    store.close = lambda: closed.append(True)  # type: ignore[method-assign]
+    runtime = make_runtime(runtimes, STORE=store)
+    runtime.close(timeout=5)
+    assert closed == []

@@ -11,9 +11,9 @@ class ChatConfig(AppConfig):  # type: ignore[misc]
     def ready(self) -> None:
         from conversation_expiry.django import conversation_expired, get_manager
 
-        from .history import forget, log
+        from .history import left, log
 
-        conversation_expired.connect(forget, dispatch_uid="chat.forget")
+        conversation_expired.connect(left, dispatch_uid="chat.left")
         manager = get_manager()  # built by conversation_expiry.django, listed before this app
         log.info(
             "conversations expire after %g s idle (sweep every %g s, at most %s per process)",

@@ -7,7 +7,8 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from conversation_expiry import ConversationState, ExpiryReason
+from conversation_expiry import ConversationNotFoundError, ConversationState, ExpiryReason
+from conversation_expiry.django import get_manager
 
 log = logging.getLogger("chat")
 
@@ -17,22 +18,35 @@ _lock = threading.Lock()
 
 
 def history_of(state: ConversationState) -> list[str]:
-    """The messages of this conversation; a fresh list when the id started afresh."""
+    """The messages of this conversation; a fresh list when the id started afresh.
+
+    A cleanup frees them when the conversation leaves: it runs in this process, the one that
+    holds them, whichever process the conversation leaves in (with a shared ``STORE``, the
+    ``conversation_expired`` signal is sent only where it is claimed).
+    """
     with _lock:
         entry = _histories.get(state.id)
-        if entry is None or entry[0] != state.created_at:
-            entry = _histories[state.id] = (state.created_at, [])
-        return entry[1]
-
-
-def forget(sender: object, state: ConversationState, reason: ExpiryReason, **_: Any) -> None:
-    """conversation_expired receiver: free the history of the conversation that left."""
-    with _lock:
-        entry = _histories.get(state.id)
-        # The id may have started afresh since: free only the conversation that left.
         if entry is not None and entry[0] == state.created_at:
-            del _histories[state.id]
-    log.info("conversation %r left (%s); its history is freed", state.id, reason)
+            return entry[1]
+        entry = _histories[state.id] = (state.created_at, [])
+
+    def free() -> None:
+        # Only this conversation's own history: the id may have started afresh meanwhile.
+        with _lock:
+            if _histories.get(state.id) is entry:
+                del _histories[state.id]
+        log.info("the history of %r is freed (%d messages)", state.id, len(entry[1]))
+
+    try:
+        get_manager().add_cleanup(state.id, free)
+    except ConversationNotFoundError:  # already gone again (evicted under load): no leak
+        free()
+    return entry[1]
+
+
+def left(sender: object, state: ConversationState, reason: ExpiryReason, **_: Any) -> None:
+    """conversation_expired receiver: say that a conversation left (once, in one process)."""
+    log.info("conversation %r left (%s)", state.id, reason)
 
 
 def count() -> int:
