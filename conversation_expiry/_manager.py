@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import timedelta
 from operator import itemgetter
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 from . import _fork
 from ._batches import next_batch
-from ._callbacks import EXITS, Callbacks, OnExpire, OnWarning
+from ._callbacks import Callbacks, OnExpire, OnWarning
 from ._clock import PERF_COUNTER, Clock, SystemClock
-from ._faults import log_safely, logger
 from ._held import HeldCleanups
 from ._memory import MemoryStore
 from ._settings import check_conversation_ttl, check_options, check_seam, meaningful_predicate
+from ._shutdown import clean_remaining
 from ._state import ConversationState, ExpiryReason, deadline_of, encode_metadata
 from ._store import STORE_METHODS, ConversationStore, Departures
 from ._telemetry import Telemetry, rfc3339
@@ -34,7 +34,6 @@ Seconds = float | int | timedelta
 SWEEP_BATCH = 256
 
 _first = itemgetter(0)
-T = TypeVar("T")
 
 
 def _check_activity_type(activity_type: object) -> None:
@@ -342,31 +341,15 @@ class ConversationExpiryManager:
         seconds have passed (the integrations' EXIT_TIMEOUT: a server kills a worker that takes
         longer to exit), and what is left is logged."""
         seconds = None if timeout is None else to_seconds("timeout", timeout, allow_zero=True)
-        deadline = None if cleanup_for is None else PERF_COUNTER[0]() + cleanup_for
+        started = PERF_COUNTER[0]()
         self._worker.stop(seconds)
         exit_exc: BaseException | None = None
         try:
             if cleanup_remaining:
-                batch = SWEEP_BATCH if deadline is None else 1  # (the deadline between each)
-                while deadline is None or PERF_COUNTER[0]() < deadline:
-                    removed = self._store.drain(batch)
-                    if not removed.states:
-                        break
-                    try:
-                        self._finish(removed)
-                    except EXITS as exc:  # raised once all is clean: no later call would clean
-                        exit_exc = exit_exc or exc  # the rest (the thread has stopped)
-                else:
-                    _left_uncleaned(cleanup_for, len(self), "conversations")
-                # With a shared store the conversations stay for the other processes, but what
-                # this process holds is released.
-                held = self._held.take_all(ExpiryReason.SHUTDOWN)
-                try:
-                    self._callbacks.finish_local(
-                        held if deadline is None else _until(deadline, held, cleanup_for)
-                    )
-                except EXITS as exc:
-                    exit_exc = exit_exc or exc
+                exit_exc = clean_remaining(
+                    self._store, self._finish, self._held, self._callbacks.finish_local,
+                    self.__len__, cleanup_for, started,
+                )
         finally:
             self._spent = None
             self._callbacks.faults.flush()
@@ -428,25 +411,6 @@ class ConversationExpiryManager:
         if hook is not None:
             hook()
         self._worker.reinit_after_fork()
-
-
-def _until(deadline: float, items: list[T], cleanup_for: float | None) -> Iterator[T]:
-    """``items`` until ``deadline`` (perf counter) has passed; the count left is logged."""
-    for n, item in enumerate(items):
-        if PERF_COUNTER[0]() >= deadline:
-            _left_uncleaned(cleanup_for, len(items) - n, "conversations' cleanups held here")
-            return
-        yield item
-
-
-def _left_uncleaned(cleanup_for: float | None, left: int, what: str) -> None:
-    if not left:
-        return
-    log_safely(
-        logger.warning,
-        "stop: %d %s left without running: the %.3g s for cleanups at exit (EXIT_TIMEOUT) "
-        "have passed", left, what, cleanup_for,
-    )
 
 
 def _id_attr(value: object) -> str | None:

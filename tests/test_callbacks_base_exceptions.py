@@ -14,7 +14,7 @@ import pytest
 from support import logging_raises
 
 from conversation_expiry import ConversationExpiryManager
-from conversation_expiry._manager import SWEEP_BATCH
+from conversation_expiry._shutdown import DRAIN_BATCH
 
 
 class Custom(BaseException):
@@ -131,7 +131,7 @@ def test_stop_with_cleanup_remaining_cleans_every_batch_before_an_exit_is_raised
     # No later call would take the batches left: the thread has stopped.
     calls: list[str] = []
     m = manager_with(clock, raising_for("c0", exc, calls))
-    ids = [f"c{i}" for i in range(2 * SWEEP_BATCH + 1)]  # three batches of the drain
+    ids = [f"c{i}" for i in range(2 * DRAIN_BATCH + 1)]  # three batches of the drain
     cleaned: list[str] = []
     for cid in ids:
         m.register_conversation(cid)

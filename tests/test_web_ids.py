@@ -449,9 +449,11 @@ def test_exit_cleanups_start_only_within_exit_timeout(
     runtimes: list[Runtime], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from conversation_expiry import _manager as manager_module
+    from conversation_expiry import _shutdown as shutdown_module
 
     counter = FakeCounter()
-    monkeypatch.setattr(manager_module, "PERF_COUNTER", (counter,))
+    for module in (manager_module, shutdown_module):
+        monkeypatch.setattr(module, "PERF_COUNTER", (counter,))
     runtime = make_runtime(runtimes, EXIT_TIMEOUT=2.5)
     ran: list[str] = []
     for cid in "abcde":
