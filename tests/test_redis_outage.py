@@ -82,9 +82,10 @@ def test_killed_server_raises_store_unavailable_then_recovers_with_data(
     store.close()
 
 
-def test_an_ack_lost_to_an_outage_is_retried_by_the_keeper(server: RedisServer) -> None:
-    clock = ManualClock(START)
-    store = make_store(server, clock, lease=0.6)
+def ack_lost_to_an_outage(server: RedisServer, clock: ManualClock, lease: float) -> Any:
+    """A store whose claim of "a" could not be acknowledged while Redis was down; Redis is
+    back. Returns the store and the claim's departures."""
+    store = make_store(server, clock, lease=lease)
     store.register("a", 1.0, None)
     clock.advance(2)
     deps = store.claim(10).departures
@@ -92,6 +93,11 @@ def test_an_ack_lost_to_an_outage_is_retried_by_the_keeper(server: RedisServer) 
     with pytest.raises(StoreUnavailableError):
         store.ack(deps)
     server.start()
+    return store, deps
+
+
+def test_an_ack_lost_to_an_outage_is_retried_by_the_keeper(server: RedisServer) -> None:
+    store, deps = ack_lost_to_an_outage(server, ManualClock(START), lease=0.6)
     deadline = time.monotonic() + 10
     while store.stats()["claimed"] != 0:  # the keeper acknowledges it once Redis is back
         assert time.monotonic() < deadline, "the failed ack was never retried"
@@ -105,14 +111,7 @@ def test_a_sweep_sends_the_acks_lost_to_an_outage_before_it_claims(server: Redis
     # An outage longer than the lease: the claim lapsed meanwhile, and a claim that took it over
     # would run on_expire again for a conversation this process had finished.
     clock = ManualClock(START)
-    store = make_store(server, clock, lease=30.0)  # the keeper's first retry is 10 s away
-    store.register("a", 1.0, None)
-    clock.advance(2)
-    deps = store.claim(10).departures
-    server.kill()
-    with pytest.raises(StoreUnavailableError):
-        store.ack(deps)
-    server.start()
+    store, deps = ack_lost_to_an_outage(server, clock, lease=30.0)  # keeper's retry: 10 s away
     clock.advance(31)  # the lease has lapsed
     assert store.claim(10).departures.states == []
     stats = store.stats()
