@@ -12,7 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flask import Flask, Response, abort, current_app, g, request
+from ._extras import missing_extra
+
+try:
+    from flask import Flask, Response, abort, current_app, g, request
+except ImportError as exc:
+    raise missing_extra("flask", "Flask 3.0 or later", exc) from exc
 
 from . import ConversationExpiryManager, ConversationState, ExpiryReason
 from ._web import InvalidConversationId, OnExpire, OnWarning, Runtime

@@ -16,7 +16,12 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from django.apps import AppConfig  # type: ignore[import-untyped]
+from .._extras import missing_extra
+
+try:
+    from django.apps import AppConfig  # type: ignore[import-untyped]
+except ImportError as exc:
+    raise missing_extra("django", "Django 4.2 or later", exc) from exc
 from django.conf import settings  # type: ignore[import-untyped]
 from django.core.exceptions import BadRequest, ImproperlyConfigured  # type: ignore[import-untyped]
 from django.db import close_old_connections  # type: ignore[import-untyped]

@@ -36,6 +36,11 @@ How it is laid out, and what follows from it:
 
 from __future__ import annotations
 
-from ._store import RedisStore
+from .._extras import missing_extra
+
+try:
+    from ._store import RedisStore
+except ImportError as exc:  # redis-py missing, or older than 5.3 (ExponentialWithJitterBackoff)
+    raise missing_extra("redis", "redis-py 5.3 or later", exc) from exc
 
 __all__ = ["RedisStore"]
