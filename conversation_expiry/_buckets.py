@@ -13,8 +13,10 @@ Order. Bounds ``los`` never decrease; every id of bucket ``i`` was queued at or 
 ``los[i]`` and at or before ``los[i + 1]``, and within a bucket in queue order, except in
 buckets of ``mixed`` (an id queued again lands behind later ones), which a walk sorts before it
 reads them. Ids queued at one clock reading are ordered by the stamps of their activity
-where they have them (``seq``, see ``Book._stamp``), else by place. So the head, once reviewed,
-is the least recently active id. A bucket takes at most ``CAP`` activities (touches count, so no
+where they have them (``seq``, see ``Book._stamp``), else by place; an id touched again at that
+reading keeps its entry where it was, early, and a walk queues it again where its new stamp
+puts it (so a placement reads every entry of a bucket at that reading, not its first or last
+alone: ``_stamps_at``). So the head, once reviewed, is the least recently active id. A bucket takes at most ``CAP`` activities (touches count, so no
 bucket collects more than about ``CAP`` ids queued again).
 
 Stale entries. Removal leaves an id's entry where it is unless it is in the current bucket or
@@ -35,7 +37,7 @@ follows the live ids.
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Iterable
+from collections.abc import Iterator
 
 __all__ = ["CAP", "NO_LIMIT", "Chain"]
 
@@ -120,8 +122,8 @@ class Chain:
             if before > t or (
                 before == t
                 and self.seq
-                and (stamp := self._stamp_at(reversed(b.items()), t)) is not None
-                and stamp > self.seq.get(cid, -1)
+                and id(b) not in self.mixed
+                and any(s > self.seq.get(cid, -1) for s in self._stamps_at(b, t))
             ):
                 self.mixed.add(id(b))
         b[cid] = rec
@@ -132,42 +134,49 @@ class Chain:
         """Queue order: time, then (ids queued at one reading) the stamp of their activity."""
         return t, self.seq.get(cid, -1)
 
-    def _stamp_at(self, entries: Iterable[tuple[str, complex]], t: float) -> int | None:
-        """The stamp of the first of ``entries``, while they were queued at ``t``, whose id was
-        last active at ``t``; None if none was.
+    def _stamps_at(self, b: dict[str, complex], t: float) -> Iterator[int]:
+        """The stamps of the entries of ``b`` queued at ``t`` whose id was last active at ``t``.
 
-        An id active at a later reading has the stamp of that activity (``Book._stamp``), which
-        says nothing of where its entry stands among those queued at ``t``: a walk queues it
-        again past them, so it orders nothing here. (An entry's time is its own: the walks
-        need every entry in time order.)
+        Such an entry belongs where its id's stamp puts it, and a walk queues it there if it is
+        not: an id touched at ``t`` again, away from where it was queued, keeps its entry and
+        gets a new stamp, so its entry stands early, and the first entry of a bucket need not
+        hold its least stamp. An id last active at a later reading orders nothing at ``t`` (a
+        walk queues it again past them), whatever its stamp. (An entry's time is its own: the
+        walks need every entry in time order.)
         """
-        last = self.last
-        for cid, rec in entries:
-            if rec.real != t:
-                return None
-            v = last.get(cid)
-            if v is not None and v.real == t:
-                return self.seq.get(cid, -1)
-        return None
+        last, seq = self.last, self.seq
+        for cid, rec in b.items():
+            if rec.real == t:
+                v = last.get(cid)
+                if v is not None and v.real == t:
+                    yield seq.get(cid, -1)
 
     def _not_before_last(self, cid: str, t: float) -> bool:
-        """Whether ``cid`` at ``t`` goes after every id queued: after the last id of the last
-        bucket holding any (activity at one reading may leave empty buckets after it; an
+        """Whether ``cid`` at ``t`` goes after every id queued: after the ids of the last
+        buckets holding any, back to one holding an id that orders it (``_stamps_at``) or one
+        queued before ``t`` (activity at one reading may leave empty buckets after it; an
         unsorted bucket cannot tell, and ``_bucket_for`` places the id instead)."""
         bks = self.bks
-        j = len(bks) - 1
-        while j >= self.head and not bks[j]:
-            j -= 1
-        if j < self.head:
-            return True
-        b = bks[j]
-        if self.mixed and id(b) in self.mixed:
-            return False
-        before = next(reversed(b.values())).real
-        if before != t:
-            return before < t
-        stamp = self._stamp_at(reversed(b.items()), t)
-        return stamp is None or self.seq.get(cid, -1) >= stamp
+        stamp = self.seq.get(cid, -1)
+        for j in range(len(bks) - 1, self.head - 1, -1):
+            b = bks[j]
+            if not b:
+                continue
+            if self.mixed and id(b) in self.mixed:
+                return False
+            before = next(reversed(b.values())).real
+            if before != t:
+                return before < t
+            ordered_here = False
+            for theirs in self._stamps_at(b, t):
+                if theirs > stamp:
+                    return False
+                ordered_here = True
+            if ordered_here:
+                return True
+            if next(iter(b.values())).real < t:
+                return True  # (and so are the buckets before)
+        return True
 
     def _bucket_for(self, cid: str, t: float) -> int:
         """The bucket ``cid``, queued at ``t`` (not after the tail), belongs in."""
@@ -190,16 +199,14 @@ class Chain:
             # came in earlier than the bucket's start: then it is mixed). Not below a bucket a
             # count has walked (``mark``, or the one a walk is in): those hold only ids past due.
             floor = max(self.head, self.mark, self.walking)
-            while j > floor:
+            while j > floor and los[j] == t:  # (below them, the last bucket before ``t``)
                 b = self.bks[j]
                 if b:
                     first = next(iter(b.values())).real
                     if first < t:
                         break
-                    if first == t:
-                        theirs = self._stamp_at(b.items(), t)
-                        if theirs is not None and theirs <= stamp:
-                            break
+                    if first == t and any(s <= stamp for s in self._stamps_at(b, t)):
+                        break
                 j -= 1
         return j
 

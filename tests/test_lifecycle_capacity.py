@@ -17,8 +17,10 @@ from conversation_expiry import (
     ExpiryReason,
     ManualClock,
 )
+from conversation_expiry import _buckets as buckets
 
 START = datetime(2024, 1, 1, tzinfo=timezone.utc)
+CAP = buckets.CAP
 EVICTED, EXPIRED = ExpiryReason.EVICTED, ExpiryReason.EXPIRED
 
 
@@ -221,6 +223,34 @@ def test_ties_stay_in_activity_order_after_an_id_of_the_tie_is_active_at_a_later
     m.register_conversation("y")
     m.register_conversation("z")
     assert events == [("x", EVICTED), ("a", EVICTED)]
+
+
+def test_ties_stay_in_activity_order_when_ids_of_the_tie_are_touched_again_at_that_reading(
+    make, events
+):
+    # Found in review, at the real bucket size: i1 and i5, touched again at the reading they
+    # were queued at, keep their entries where they were; a walk must not queue i1 again
+    # before i4, which it passes.
+    m = make(max_conversations=4)
+    if m.store.shared:
+        pytest.skip("a shared store evicts the nearest deadline first (README, several workers)")
+
+    def fill(prefix: str, n: int) -> None:  # n activities that leave nothing behind
+        for k in range(n):
+            m.register_conversation(f"{prefix}{k}")
+            m.end_conversation(f"{prefix}{k}")
+
+    m.register_conversation("i6")
+    m.register_conversation("i1")
+    fill("f", CAP - 2)  # a bucket full: i6, i1
+    m.register_conversation("i5")
+    m.register_conversation("i4")
+    fill("g", CAP - 2)  # the next one full: i5, i4
+    m.update_activity("i1")
+    m.update_activity("i5")
+    m.register_conversation("i2")
+    m.register_conversation("i0")
+    assert [e for e in events if e[1] is EVICTED] == [("i6", EVICTED), ("i4", EVICTED)]
 
 
 def test_ties_in_time_are_broken_by_the_order_of_activity_across_ttls(make, events):
