@@ -16,8 +16,9 @@ reads them. Ids queued at one clock reading are ordered by the stamps of their a
 where they have them (``seq``, see ``Book._stamp``), else by place; an id touched again at that
 reading keeps its entry where it was, early, and a walk queues it again where its new stamp
 puts it (so a placement reads every entry of a bucket at that reading, not its first or last
-alone: ``_stamps_at``). So the head, once reviewed, is the least recently active id. A bucket takes at most ``CAP`` activities (touches count, so no
-bucket collects more than about ``CAP`` ids queued again).
+alone: ``_stamps_at``). So the head, once reviewed, is the least recently active id. A bucket
+takes at most ``CAP`` activities (touches count, so no bucket collects more than about ``CAP``
+ids queued again).
 
 Stale entries. Removal leaves an id's entry where it is unless it is in the current bucket or
 was queued at the latest reading (``drop_recent``; nothing else is ever looked for). An entry

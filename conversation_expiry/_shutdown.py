@@ -49,7 +49,12 @@ def clean_remaining(
         except EXITS as exc:
             exit_exc = exit_exc or exc
     else:
-        _left(cleanup_for, count(), "conversations")
+        if not store.shared:
+            # The rest stay in the store, their cleanups with them (a later end_conversation
+            # still runs them). A shared store drains nothing: its conversations are all the
+            # processes' (and counting them would be a call to it after the time is up).
+            _left(cleanup_for, count(), "conversations")
+            return exit_exc
     # With a shared store the conversations stay for the other processes, but what this
     # process holds is released.
     taken = held.take_all(ExpiryReason.SHUTDOWN)

@@ -309,3 +309,23 @@ def test_a_keeper_whose_failure_report_raises_keeps_renewing() -> None:
         assert renewed.wait(WAIT), "the keeper died: slow cleanups would run twice"
         keeper.close(WAIT)
     assert raising.left < 10**9
+
+
+def test_the_keeper_keeps_an_ack_that_failed_while_it_retried_others() -> None:
+    # An ack that fails (and asks for a retry) while the keeper retries the earlier ones must
+    # not be forgotten when that retry ends: the keeper would renew its claim for ever.
+    from conversation_expiry.redis._lease import LeaseKeeper
+
+    keeper: LeaseKeeper
+
+    def retry_acks() -> bool:
+        keeper.acks_pending()  # another thread's ack failed just now
+        return False  # the ones it retried went through
+
+    keeper = LeaseKeeper(lambda incs: [], retry_acks, period=3600.0)
+    try:
+        keeper.acks_pending()
+        keeper._tick([])
+        assert keeper._acks_pending
+    finally:
+        keeper.close(timeout=WAIT)

@@ -119,6 +119,27 @@ def test_a_sweep_sends_the_acks_lost_to_an_outage_before_it_claims(server: Redis
     store.close()
 
 
+def test_an_exit_out_of_time_asks_nothing_of_a_shared_store(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # EXIT_TIMEOUT spent (waiting for a thread blocked on a Redis that is gone): the exit must
+    # not call Redis again, which would raise or add its timeouts.
+    from conversation_expiry import ConversationExpiryManager
+
+    client = server.client(socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT)
+    store = RedisStore(client, namespace="exit")
+    m = ConversationExpiryManager(
+        10, 3600, clock=ManualClock(START), store=store, autostart=False
+    )
+    m.register_conversation("a")
+    m.add_cleanup("a", lambda: None)
+    server.kill()
+    with caplog.at_level(logging.WARNING, logger="conversation_expiry"):
+        m._stop(None, True, cleanup_for=0.0)
+    assert any("1 conversations' cleanups held here left" in r.getMessage() for r in caplog.records)
+    store.close()
+
+
 def test_maxmemory_policy_that_can_evict_warns_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

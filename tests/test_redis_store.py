@@ -309,6 +309,14 @@ def test_from_url_refuses_a_database_that_is_not_a_number(path: str) -> None:
         RedisStore.from_url(f"redis://127.0.0.1:6379{path}", cluster=False)
 
 
+def test_the_database_check_does_not_show_the_password() -> None:
+    from conversation_expiry.redis import RedisStore
+
+    with pytest.raises(ValueError, match="database by number") as info:
+        RedisStore.from_url("redis://user:s3cret@127.0.0.1:6379/abc", cluster=False)
+    assert "s3cret" not in str(info.value)
+
+
 def test_from_url_of_an_unreachable_server() -> None:
     from redis_servers import free_port
 

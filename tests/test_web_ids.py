@@ -469,6 +469,7 @@ def test_exit_cleanups_start_only_within_exit_timeout(
     assert ran == ["a", "b", "c"]  # started at 0, 1 and 2 s; not at 3
     assert len(runtime.manager) == 2
     assert any("2 conversations left" in r.getMessage() for r in caplog.records)
+    assert runtime.manager.end_conversation("e") and ran[-1] == "e"  # its cleanups stayed
 
 
 def test_exit_cleanups_all_run_within_exit_timeout(runtimes: list[Runtime]) -> None:

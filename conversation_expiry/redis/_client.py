@@ -125,10 +125,9 @@ def _check_database(url: str) -> None:
     except ValueError as exc:
         raise ValueError(f"url is not a valid Redis URL ({exc}): {url!r:.80}") from None
     number = path[1:]
-    if number and not (number.isascii() and number.isdigit()):
+    if number and not (number.isascii() and number.isdigit()):  # (not the URL: its password)
         raise ValueError(
-            f"url must name its database by number (redis://host:6379/0), got {path!r:.40}: "
-            f"{url!r:.80}"
+            f"url must name its database by number (redis://host:6379/0), got {path!r:.40}"
         )
 
 

@@ -117,9 +117,17 @@ class LeaseKeeper:
 
     def _tick(self, batch: list[bytes]) -> None:
         if self._acks_pending:
-            pending = self._retry_acks()
-            with self._lock:
-                self._acks_pending = pending
+            with self._lock:  # cleared first: an ack failing meanwhile sets it again
+                self._acks_pending = False
+            try:
+                pending = self._retry_acks()
+            except BaseException:
+                with self._lock:
+                    self._acks_pending = True
+                raise
+            if pending:
+                with self._lock:
+                    self._acks_pending = True
         for start in range(0, len(batch), _CHUNK):
             lost = self._renew(batch[start : start + _CHUNK])
             if lost:
