@@ -93,7 +93,9 @@ class ConversationExpiryManager:
         store_.bind(policy, self._clock)
         self._store: ConversationStore = store_
         self._owns_store = store is None
-        self._touch = store_.touch
+        # With warnings, activity that ends a warned idle period makes a warning due sooner
+        # than the thread may wake: the touch wakes it then (without warnings, no extra step).
+        self._touch = store_.touch if policy.warning_before is None else self._touch_waking
         self._held = HeldCleanups()
         self._telemetry = Telemetry(self, tracer_provider, meter_provider)
         self._callbacks = Callbacks(on_expire, on_warning, self._telemetry)
@@ -135,6 +137,11 @@ class ConversationExpiryManager:
             self._finish(removed)
         if self.warning_before is not None:
             self._wake_for(state)
+        return state
+
+    def _touch_waking(self, cid: str, extend: bool) -> ConversationState:
+        state = self._store.touch(cid, extend)
+        self._wake_for(state)
         return state
 
     def _wake_for(self, state: ConversationState) -> None:
@@ -191,8 +198,8 @@ class ConversationExpiryManager:
                 span.set_attribute("started_fresh", fresh)
         if fresh:
             self._telemetry.registered()
-            if self.warning_before is not None:
-                self._wake_for(state)
+        if self.warning_before is not None:  # (a fresh one, or activity: see _touch_waking)
+            self._wake_for(state)
         if removed.states or removed.claim is not None:
             self._finish(removed)
         return state, fresh

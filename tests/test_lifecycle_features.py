@@ -15,6 +15,7 @@ from support import EVERY_STORE, at
 
 from conversation_expiry import (
     ConversationExpiredError,
+    ConversationExpiryManager,
     ConversationNotFoundError,
     ExpiryReason,
 )
@@ -158,6 +159,46 @@ def test_a_warning_then_activity_resets_it_and_the_next_idle_period_warns_again(
     assert rec.warned_ids == ["c", "c"]
     assert rec.warned[1].last_activity == at(8) and rec.warned[1].expires_at == at(18)
     assert rec.expired == []
+
+
+@pytest.mark.parametrize("touch", ["update_activity", "ensure_conversation"])
+def test_activity_that_resets_a_warning_wakes_the_cleanup_thread_for_the_next(
+    make, clock, touch
+):
+    # The thread last saw nothing left to warn and sleeps a whole interval: the warning the
+    # activity makes due sooner would come late, or after the deadline.
+    m = make(warning_before=3)
+    m.register_conversation("c")
+    clock.advance(8)
+    m.cleanup_expired()  # warned; nothing else to warn: the next wait is the interval
+    woken: list[bool] = []
+    m._worker.wake = lambda: woken.append(True)
+    getattr(m, touch)("c")
+    assert woken == [True]
+
+
+@pytest.mark.redis
+def test_a_process_without_warnings_leaves_them_to_those_that_warn(redis_store, clock, rec):
+    # Two processes on one namespace, one configured without warnings: its sweeps used the
+    # warnings up, and no on_warning ran anywhere.
+    store = redis_store()
+    warns = ConversationExpiryManager(
+        10, 3600, clock=clock, autostart=False, store=store, warning_before=3,
+        on_warning=rec.on_warning,
+    )
+    quiet = ConversationExpiryManager(
+        10, 3600, clock=clock, autostart=False, store=redis_store(namespace=store.namespace)
+    )
+    try:
+        warns.register_conversation("c")
+        clock.advance(8)
+        assert quiet.cleanup_expired() == []
+        assert not warns.get("c").warning_sent
+        warns.cleanup_expired()
+        assert rec.warned_ids == ["c"]
+    finally:
+        warns.stop()
+        quiet.stop()
 
 
 def test_re_registering_a_warned_conversation_counts_as_activity_and_resets_it(make, clock, rec):

@@ -82,6 +82,7 @@ class RedisStore(OperatorViews):
         self._lease_us = str(to_us(self.lease)).encode()
         self._driven: DrivenTime | None = None  # a manager's clock that is not a SystemClock
         self._policy: list[bytes] | None = None
+        self._warns = b"0"
         self._held = Held()
         self._unacked: list[Claim] = []
         self._unacked_lock = threading.Lock()  # the keeper and a sweep both retry them
@@ -176,6 +177,7 @@ class RedisStore(OperatorViews):
     def bind(self, policy: Policy, clock: Clock) -> None:
         if self._policy is not None:
             raise RuntimeError("this RedisStore is already bound to a manager")
+        self._warns = b"0" if policy.warning_before is None else b"1"  # (claim.lua)
         self._policy = [
             str(to_us(policy.ttl)).encode(),
             b"0" if policy.max_age is None else str(to_us(policy.max_age)).encode(),
@@ -267,7 +269,7 @@ class RedisStore(OperatorViews):
             # lease has lapsed, this very claim would take them over and run them again.
             self._retry_acks()
         now, more, next_warning, blobs, warned, dead = self._run(
-            self._scripts.claim, [min(limit, CLAIM_BATCH)]
+            self._scripts.claim, [min(limit, CLAIM_BATCH), self._warns]
         )
         deps = self._departures(blobs, now)
         warned_states = [

@@ -1,6 +1,7 @@
 -- claim: one bounded batch of a sweep. Takes over claims whose lease lapsed (or dead-letters
 -- them after DEAD_AFTER lapses), claims past-due conversations, then marks those entering their
--- warning window. ARGV[4] limit.
+-- warning window. ARGV[4] limit, ARGV[5] '1' if this process warns (a process configured
+-- without warnings leaves them to those that warn, rather than use them up unheard).
 -- Reply: {now, more 0/1, seconds to the next warning ('' = none), {claimed records},
 --         {warned id, record, ...}, {dead-lettered records}}.
 --
@@ -102,7 +103,7 @@ end
 
 -- 3. Warnings: warning time <= now, for those not yet warned.
 room = limit - #out - #dead - fixed
-if room > 0 then
+if room > 0 and ARGV[5] == '1' then
   local due = redis.call('ZRANGE', W, '-inf', horizon, 'BYSCORE', 'LIMIT', 0, room)
   if #due > 0 then
     local raws = redis.call('HMGET', C, unpack(due))
