@@ -146,17 +146,18 @@ class Telemetry:
         """A context manager making a span current; yields it if it records, else None."""
         if not self.tracing or self._dropped(name not in _HOSTS_CALLABLES):
             return NO_SPAN
+        span = self._start(name, None if cid is None else {"conversation_id": cid})
+        return NO_SPAN if span is None else Current(span)
+
+    def _start(self, name: str, attributes: dict[str, str] | None) -> Any:
+        """A started span, or None if the SDK raised (its sampler, span processors' on_start)."""
         try:
-            span = self._tracer.start_span(
-                name,
-                attributes=None if cid is None else {"conversation_id": cid},
-                record_exception=False,
-                set_status_on_exception=False,
+            return self._tracer.start_span(
+                name, attributes=attributes, record_exception=False, set_status_on_exception=False
             )
-        except Exception as exc:  # (its sampler, span processors' on_start)
+        except Exception as exc:
             sdk_failed("starting a span", exc)
-            return NO_SPAN
-        return Current(span)
+            return None
 
     def detached(self) -> Any:
         """A context manager in which new spans are roots (the cleanup thread's sweeps).
@@ -203,17 +204,10 @@ class Telemetry:
         return self._cleanup_scope
 
     def _cleanup_scope(self, cid: str, reason: ExpiryReason) -> Any:
-        try:
-            span = self._tracer.start_span(
-                "expiry_manager.cleanup_conversation",
-                attributes={"conversation_id": cid, "reason": reason.value},
-                record_exception=False,
-                set_status_on_exception=False,
-            )
-        except Exception as exc:  # (its sampler, span processors' on_start)
-            sdk_failed("starting a span", exc)
-            return NO_SPAN
-        return CleanupScope(span)
+        span = self._start(
+            "expiry_manager.cleanup_conversation", {"conversation_id": cid, "reason": reason.value}
+        )
+        return NO_SPAN if span is None else CleanupScope(span)
 
     def callback_failed(self, what: str, scope: CleanupScope | None, exc: BaseException) -> None:
         if scope is not None:

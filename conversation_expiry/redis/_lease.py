@@ -28,12 +28,12 @@ class LeaseKeeper:
     def __init__(
         self,
         renew: Callable[[list[bytes]], list[bytes]],
-        retry_acks: Callable[[], bool],
+        retry_acks: Callable[[], object],
         period: float,
         name: str = "conversation-expiry-lease",
     ) -> None:
         self._renew = renew
-        self._retry_acks = retry_acks  # returns whether some acknowledgement is still pending
+        self._retry_acks = retry_acks  # sends every acknowledgement pending, or raises
         self._period = period
         self._name = name
         self._reset()
@@ -120,14 +120,11 @@ class LeaseKeeper:
             with self._lock:  # cleared first: an ack failing meanwhile sets it again
                 self._acks_pending = False
             try:
-                pending = self._retry_acks()
+                self._retry_acks()  # (raises if one still fails)
             except BaseException:
                 with self._lock:
                     self._acks_pending = True
                 raise
-            if pending:
-                with self._lock:
-                    self._acks_pending = True
         for start in range(0, len(batch), _CHUNK):
             lost = self._renew(batch[start : start + _CHUNK])
             if lost:

@@ -307,14 +307,13 @@ class RedisStore(OperatorViews):
             with self._count_lock:
                 self.late_acks += late
 
-    def _retry_acks(self) -> bool:
+    def _retry_acks(self) -> None:
         with self._unacked_lock:
             while self._unacked:
                 claim = self._unacked[0]
                 if not claim.acked:
                     self._ack(claim)
                 self._unacked.pop(0)
-        return False
 
     def _renew(self, incarnations: list[bytes]) -> list[bytes]:
         return list(self._run(self._scripts.renew, incarnations))
