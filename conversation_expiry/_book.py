@@ -28,6 +28,7 @@ import math
 from itertools import count
 
 from ._buckets import NO_LIMIT, Chain
+from ._clock import SLACK
 from ._errors import ConversationExpiredError, ConversationNotFoundError
 from ._state import ConversationState, ExpiryReason
 from ._store import Departures, Policy, new_state
@@ -103,6 +104,10 @@ class Book:
             if capped < deadline:
                 return capped
         return deadline
+
+    def _due(self, created: float, last: float, ttl: float) -> float:
+        """The latest reading at which the conversation is still live (``_clock.SLACK``)."""
+        return self._deadline(created, last, ttl) + SLACK
 
     def _reason(self, created: float, last: float, ttl: float) -> ExpiryReason:
         if self._max_age is not None and created + self._max_age < last + ttl:
@@ -213,7 +218,7 @@ class Book:
             raise ConversationNotFoundError(cid)
         ttl = self._ttl_for(cid)
         created, last = v.imag, v.real
-        if now > self._deadline(created, last, ttl):
+        if now > self._due(created, last, ttl):
             raise ConversationExpiredError(cid)
         return created, last, ttl
 
@@ -228,7 +233,7 @@ class Book:
         unwarn = False
         if self._warned and cid in self._warned:
             assert self._warn is not None
-            if self._deadline(created, now, new_ttl) - self._warn > now:
+            if self._deadline(created, now, new_ttl) - self._warn > now + SLACK:
                 self._warned.discard(cid)
                 unwarn = cid in self._on_warned
                 self._on_warned.discard(cid)
@@ -263,14 +268,14 @@ class Book:
                     continue
                 v = self._last[head]
                 created, last = v.imag, v.real
-                if now > self._deadline(created, last, q.ttl):
+                if now > self._due(created, last, q.ttl):
                     return head, self._reason(created, last, q.ttl), chain
                 key = (last, seq.get(head, -1))  # unstamped: active before any stamp
                 if key < oldest_key:
                     oldest, oldest_chain, oldest_key = head, chain, key
         if self._max_age is not None:
             first = next(iter(self._last))
-            if now > self._last[first].imag + self._max_age:
+            if now > self._last[first].imag + self._max_age + SLACK:
                 return first, _MAX_AGE, None
         assert oldest is not None
         return oldest, ExpiryReason.EVICTED, oldest_chain
@@ -289,7 +294,7 @@ class Book:
         if v is not None:
             created, last = v.imag, v.real
             old_ttl = self._ttl_for(cid)
-            if now <= self._deadline(created, last, old_ttl):
+            if now <= self._due(created, last, old_ttl):
                 new_ttl = old_ttl
                 if ttl is not None and ttl != old_ttl:
                     self._set_ttl(cid, ttl)
@@ -333,7 +338,7 @@ class Book:
             return None
         ttl = self._ttl_for(cid)
         created, last = v.imag, v.real
-        if now > self._deadline(created, last, ttl):
+        if now > self._due(created, last, ttl):
             return None
         return self._state(cid, created, last, ttl, offset)
 
@@ -341,7 +346,7 @@ class Book:
         v = self._last.get(cid)
         if v is None:
             return False
-        return now <= self._deadline(v.imag, v.real, self._ttl_for(cid))
+        return now <= self._due(v.imag, v.real, self._ttl_for(cid))
 
     def _count(self, now: float, budget: int = NO_LIMIT) -> tuple[int, bool]:
         """Live conversations at ``now``, and whether that is the count (else not done: each
@@ -349,14 +354,14 @@ class Book:
         past = 0
         done = True
         for q in self._queues.values():  # TTL expiry, from the chains' counts: amortized O(1)
-            n, finished = q.past(now, budget)
+            n, finished = q.past(now - SLACK, budget)
             past += n
             done = done and finished
         if done and self._max_age is not None:  # (walks those capped by max_age: see README)
             for cid, v in self._last.items():
-                if now <= v.imag + self._max_age:
+                if now <= v.imag + self._max_age + SLACK:
                     break
-                if now <= v.real + self._ttl_for(cid):  # not counted by its queue
+                if now <= v.real + self._ttl_for(cid) + SLACK:  # not counted by its queue
                     past += 1
         return len(self._last) - past, done
 
@@ -367,7 +372,7 @@ class Book:
             created, last = v.imag, v.real
             reason = (
                 self._reason(created, last, ttl)
-                if now > self._deadline(created, last, ttl)
+                if now > self._due(created, last, ttl)
                 else ExpiryReason.ENDED
             )
             self._remove(cid, reason, offset, out)

@@ -21,7 +21,7 @@ from ._frozen import Anchor, Chain
 from ._validation import WALL_HORIZON, to_seconds
 
 __all__ = [
-    "LIMIT", "WALL_HI", "WALL_LO", "Clock", "ManualClock", "SystemClock", "WallOffset",
+    "LIMIT", "SLACK", "WALL_HI", "WALL_LO", "Clock", "ManualClock", "SystemClock", "WallOffset",
     "checked_reading", "is_stock", "reader",
 ]
 
@@ -32,6 +32,15 @@ _REAL: tuple[Callable[[], float], Callable[[], float]] = (_time.monotonic, _time
 PERF_COUNTER: tuple[Callable[[], float]] = (_time.perf_counter,)
 
 LIMIT = 1e12  # seconds (an offset): far beyond any date a datetime can show
+# Deadlines are decided to the microsecond, the resolution of the datetimes a state shows (and
+# of the Redis store's integer time): a reading is past a deadline only when it is later by
+# more than half a microsecond. Sums of float readings and TTLs err by far less (0.7 + 0.1 is
+# just under 0.8), and would otherwise expire a conversation at the microsecond its
+# ``expires_at`` shows.
+SLACK = 5e-7
+_TEXT = (str, bytes, bytearray, memoryview)
+_FROZEN_LO = datetime(1, 1, 2)  # freezegun's times are naive UTC: WALL_LO and WALL_HI as those
+_FROZEN_HI = WALL_HORIZON.replace(tzinfo=None)
 # POSIX seconds a reading plus its offset may stand for: a time whose datetimes exist, and
 # whose deadline too (a reading past them would fail every later call that shows a time, and
 # hold the store's time there: it never goes back).
@@ -81,6 +90,8 @@ def checked_reading(now: object, offset: object) -> tuple[float, float]:
     finite; see ``MemoryStore._checked``), and a patched ``time.monotonic``'s.
     """
     try:
+        if isinstance(now, _TEXT) or isinstance(offset, _TEXT):
+            raise TypeError  # float() would parse it: text is not a reading
         value = float(now)  # type: ignore[arg-type]
         off = float(offset)  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError):
@@ -181,7 +192,8 @@ class SystemClock:
     ) -> tuple[float, float]:
         """``(monotonic(), wall_offset())`` in one call: update_activity's budget is ~1 us.
 
-        ``MemoryStore``'s request path copies the first branch (tests/test_store_system_clock.py).
+        ``MemoryStore``'s request path copies the first branch
+        (tests/stores/test_store_system_clock.py).
         """
         if _t.monotonic is _real_m and _t.time is _real_t and self._freeze is None:
             now = _real_m() + self._drift
@@ -209,6 +221,8 @@ class SystemClock:
             # and the real clock is what comes next. The store's floor keeps time monotonic.
             return _REAL[0]() + self._drift, self._offset
         try:
+            if isinstance(wall, _TEXT):
+                raise TypeError
             offset = float(wall) - float(mono)  # type: ignore[arg-type]
         except (TypeError, ValueError, OverflowError):
             offset = math.nan  # (checked_reading names the reading)
@@ -219,11 +233,16 @@ class SystemClock:
         anchor = _frozen.anchor_of(factory)
         if f is None or f.factory is not factory or f.anchor is not anchor:
             f = self._freeze = self._enter(factory, moment, anchor, f)
-        if moment < f.moment:  # the freeze moved back: go on from the last reading
-            f = self._freeze = _Freeze(factory, moment, f.last, anchor)
+        if not _FROZEN_LO < moment < _FROZEN_HI:
+            raise ClockError(
+                f"freezegun froze time at {moment.isoformat()}, not a time between the years 1 "
+                "and 9899 (deadlines up to 100 years ahead must stay datetimes)"
+            )
         mono = f.mono + (moment - f.moment).total_seconds()
-        if mono > f.last:
-            f.last = mono
+        if mono < f.last:  # the freeze moved back before the last reading: go on from there
+            f = self._freeze = _Freeze(factory, moment, f.last, anchor)
+            return f.last, f.offset
+        f.last = mono
         return mono, f.offset
 
     def _enter(
@@ -250,7 +269,11 @@ class SystemClock:
 
     def _thaw(self) -> None:
         assert self._freeze is not None
-        behind = self._freeze.last - (_REAL[0]() + self._drift)
+        end = self._freeze.last
+        done = _frozen.finished()
+        if done is not None and done[0] is self._chain:  # ticks after the last reading count
+            end = max(end, self._chain_at + done[1])
+        behind = end - (_REAL[0]() + self._drift)
         if behind > 0:
             self._drift += behind  # the freeze ran ahead of real time: carry on from there
         self._freeze = None

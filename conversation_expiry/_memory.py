@@ -4,10 +4,11 @@ The bookkeeping is :class:`~conversation_expiry._book.Book` (sweeps: ``_sweeps.L
 class adds the lock (``_rwlock``), the store's time and the protocol. ``touch``, ``get`` and
 ``is_live`` are the request path, so they are written out here in full (the reference versions
 are ``Book._live`` / ``Book._activity``, ``Book._get`` and ``Book._is_live``;
-``tests/test_memory_buckets.py`` checks that both give the same states and the same layout, and
-``tests/test_store_contract.py`` runs both paths). ``touch`` also reads a ``SystemClock``
-inline, in the common case of ``SystemClock.reading`` (held to it by
-``tests/test_store_system_clock.py``); ``get`` and ``is_live`` cost less and call the clock.
+``tests/memory/test_memory_buckets.py`` checks that both give the same states and the same
+layout, and ``tests/stores/test_store_contract.py`` runs both paths). ``touch`` also reads a
+``SystemClock`` inline, in the common case of ``SystemClock.reading`` (held to it by
+``tests/stores/test_store_system_clock.py``); ``get`` and ``is_live`` cost less and call the
+clock.
 
 Time is the manager's clock, read *before* the lock is taken (a clock that stalls its caller
 must not stall everyone) and checked under it against the latest reading the store acted on: an
@@ -26,6 +27,7 @@ from typing import Any
 from ._clock import (
     _REAL,
     LIMIT,
+    SLACK,
     WALL_HI,
     WALL_LO,
     Clock,
@@ -159,7 +161,7 @@ class MemoryStore(Ledger):
             # and Book._activity (the id stays where it is queued).
             ttl = self._ttl
             last = v.real
-            if now > last + ttl:
+            if now > last + ttl + SLACK:
                 raise ConversationExpiredError(cid)
             if extend:
                 # complex(now, created) exactly (v.real - last is 0.0, and 0.0 + now is now),
@@ -201,7 +203,7 @@ class MemoryStore(Ledger):
                 return None
             ttl = self._ttl
             last = v.real
-            if now > last + ttl:
+            if now > last + ttl + SLACK:
                 return None
             return snapshot((cid, v, ttl, True, False, offset, None))
         finally:
@@ -216,7 +218,7 @@ class MemoryStore(Ledger):
             now = self._checked(reading)[0]
             if self._plain and not self._ttl_of:  # is_expired's plain case, from Book._is_live
                 v = self._last.get(cid)
-                return v is not None and now <= v.real + self._ttl
+                return v is not None and now <= v.real + self._ttl + SLACK
             return self._is_live(cid, now)
         finally:
             lock.release()

@@ -228,9 +228,9 @@ def resolve_hook(spec: str) -> OnExpire:
         sys.path.insert(0, cwd)  # as `python -m` does, so a hook next to the crontab imports
     try:
         target: Any = importlib.import_module(module_name)
-    except Exception as exc:  # any error raised by the import is the hook's, and is reported
-        raise _Failure(f"--on-expire {spec}: cannot import {module_name!r}: {_one_line(exc)}") \
-            from None
+    except (Exception, SystemExit) as exc:  # the import's error is the hook's, and is reported
+        what = f"exits ({exc.code!r})" if isinstance(exc, SystemExit) else _one_line(exc)
+        raise _Failure(f"--on-expire {spec}: cannot import {module_name!r}: {what}") from None
     finally:
         if added:
             sys.path.remove(cwd)

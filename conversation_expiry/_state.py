@@ -144,7 +144,9 @@ class ConversationState(tuple, metaclass=_SnapshotType):  # type: ignore[type-ar
 
     @property
     def expires_at(self) -> datetime:
-        return _dt(self[1].real + self[2], self[5])
+        # From last_activity, so that the two are exactly the TTL apart (``expires_at = now +
+        # ttl``): each rounded to the microsecond on its own could differ by one.
+        return _dt(self[1].real, self[5]) + timedelta(seconds=self[2])
 
     @property
     def active(self) -> bool:

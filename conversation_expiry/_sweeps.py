@@ -11,6 +11,7 @@ from itertools import islice, repeat
 
 from ._book import Book
 from ._buckets import Chain
+from ._clock import SLACK
 from ._state import ConversationState, ExpiryReason, snapshot
 from ._store import Departures
 from ._walks import pop_due
@@ -28,7 +29,7 @@ class Ledger(Book):
         # One TTL, no max_age, no warnings: the expired ids are a prefix of one chain, taken by
         # loops in C. This is most of a sweep's cost per conversation.
         # A record is the snapshot's times and the TTL its span: no float is made.
-        ids, vals, more, earliest = pop_due(self._fresh, now, limit)
+        ids, vals, more, earliest = pop_due(self._fresh, now - SLACK, limit)
         n = len(ids)
         states: list[ConversationState] = list(
             map(
@@ -73,7 +74,7 @@ class Ledger(Book):
                     break
                 v = last_of[cid]
                 last = v.real
-                if last + q.ttl - self._warn > now:
+                if last + q.ttl - self._warn > now + SLACK:
                     break
                 chain.pop_first(cid)
                 q.warned.put(cid, v)
@@ -85,7 +86,7 @@ class Ledger(Book):
             for cid, v in last_of.items():
                 if len(out) >= limit:
                     break
-                if v.imag + self._max_age - self._warn > now:
+                if v.imag + self._max_age - self._warn > now + SLACK:
                     break
                 if cid not in self._warned:
                     self._warned.add(cid)
@@ -109,7 +110,7 @@ class Ledger(Book):
                         break
                     v = last_of[cid]
                     created, last = v.imag, v.real
-                    if now <= self._deadline(created, last, q.ttl):
+                    if now <= self._due(created, last, q.ttl):
                         break
                     reason = self._reason(created, last, q.ttl)
                     self._remove(cid, reason, offset, removed, at_head=chain)
@@ -121,7 +122,7 @@ class Ledger(Book):
             for cid, v in last_of.items():
                 if len(due) >= room:
                     break
-                if now <= v.imag + self._max_age:
+                if now <= v.imag + self._max_age + SLACK:
                     break
                 due.append(cid)
             for cid in due:
@@ -136,7 +137,7 @@ class Ledger(Book):
             v = self._last[cid]
             ttl = self._ttl_for(cid)
             created, last = v.imag, v.real
-            if now > self._deadline(created, last, ttl):
+            if now > self._due(created, last, ttl):
                 self._remove(cid, self._reason(created, last, ttl), offset, removed)
             else:
                 self._remove(cid, ExpiryReason.SHUTDOWN, offset, removed)

@@ -152,7 +152,8 @@ class _Failures:
         if type(exc) not in self.reported:
             if log_safely(self._report, exc):
                 self.reported.add(type(exc))
-        elif now - self.said_at >= _FAILURE_SUMMARY:
+        elif now - self.said_at >= _FAILURE_SUMMARY and not self._outage():
+            # (an outage is logged once and its end once: a reminder would be a second alert)
             self.said_at = now
             log_safely(logger.error, "%s", self._summary(now, "still failing"))
         backoff = self.interval * 2.0 ** min(self.count - 1, 30)
@@ -183,8 +184,14 @@ class _Failures:
         """At the thread's end: say how many failures were not logged."""
         if self.count > len(self.reported):
             log_safely(
-                logger.error, "%s", self._summary(_REAL[0](), "was still failing when it ended")
+                logger.warning if self._outage() else logger.error,
+                "%s",
+                self._summary(_REAL[0](), "was still failing when it ended"),
             )
+
+    def _outage(self) -> bool:
+        """Whether every failure of this run was the store being unavailable."""
+        return all(issubclass(t, StoreUnavailableError) for t in self.types)
 
     def _summary(self, now: float, what: str) -> str:
         kinds = ", ".join(sorted(t.__name__ for t in self.types))

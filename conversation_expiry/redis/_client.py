@@ -40,7 +40,10 @@ _UNAVAILABLE: tuple[type[Exception], ...] = (
     rx.ChildDeadlockedError,
 )
 # Replies redis-py leaves as a plain ResponseError but that mean the same.
-_UNAVAILABLE_REPLIES = ("MISCONF", "NOREPLICAS", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "OOM")
+# BUSY: another client's script runs past busy-reply-threshold; the server answers again after.
+_UNAVAILABLE_REPLIES = (
+    "MISCONF", "NOREPLICAS", "LOADING", "MASTERDOWN", "CLUSTERDOWN", "OOM", "BUSY"
+)
 
 # from_url defaults: a call fails within about 2 x 2 s when Redis stops answering, and 8 s when
 # it must connect anew (redis-py retries the connection within each try of a call, so three

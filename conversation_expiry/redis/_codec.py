@@ -210,9 +210,16 @@ class DrivenTime:
                 us = round((mono + offset) * 1e6)
         except (TypeError, ValueError, OverflowError):
             us = None
-        if us is None or isinstance(mono, bool) or not 0 < us < _LIMIT_US:
+        if us is None or isinstance(mono, (bool, str, bytes)):
             raise ClockError(
                 f"the clock gave a reading that is not a finite number of seconds: "
                 f"{mono!r:.60}, offset {offset!r:.60}"
+            )
+        if not 0 < us < _LIMIT_US:
+            # Redis stores POSIX microseconds, exact in a Lua number (a double) up to 2**53.
+            raise ClockError(
+                "with a Redis store, a driven clock must read a time after 1970-01-01 and "
+                f"before 2255-06-05 UTC (POSIX microseconds under 2**53); it reads {mono!r:.60}"
+                f", offset {offset!r:.60}"
             )
         return str(us).encode()

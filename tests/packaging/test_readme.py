@@ -27,7 +27,7 @@ from sybil.parsers.markdown import CodeBlockParser
 
 from conversation_expiry import ConversationExpiryManager
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 MARKER = re.compile(r"<!--\s*readme-test:\s*(?P<what>skip|needs-redis)(?P<why>[^>]*?)\s*-->\s*$")
 
 

@@ -211,3 +211,26 @@ def test_a_sweep_while_freezegun_stops_a_freeze_does_not_fail(make_manager) -> N
         finally:
             freezegun.api.freeze_factories.append(factory)
     assert expired == ["a"]
+
+
+def test_a_tick_after_the_last_reading_counts_when_the_freeze_ends(make_manager) -> None:
+    m = make_manager(TTL, autostart=False)
+    with freeze_time("2024-01-01") as frozen:
+        m.register_conversation("a")
+        frozen.tick(TTL + 1)  # and nothing reads the clock before the freeze ends
+    assert m.is_expired("a")
+    assert m.cleanup_expired() == ["a"]
+
+
+def test_a_move_back_to_after_the_freeze_start_counts_the_ticks_after_it(make_manager) -> None:
+    m = make_manager(TTL, autostart=False)
+    with freeze_time("2024-01-01 12:00:00") as frozen:
+        frozen.tick(100)
+        m.register_conversation("a")
+        frozen.move_to("2024-01-01 12:00:50")  # back, but still after the freeze started
+        b = m.register_conversation("b")
+        assert b.created_at.isoformat() == "2024-01-01T12:00:50+00:00"
+        frozen.tick(TTL - 1)
+        assert not m.is_expired("b")
+        frozen.tick(2)
+        assert m.is_expired("a") and m.is_expired("b")

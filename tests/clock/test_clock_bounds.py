@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -173,3 +174,41 @@ def test_the_horizon_leaves_room_for_the_longest_deadline() -> None:
     latest = datetime.max.replace(tzinfo=timezone.utc)
     assert WALL_HORIZON + MAX_DURATION + timedelta(days=300) < latest
     assert MAX_DURATION.total_seconds() < threading.TIMEOUT_MAX
+
+
+class TextClock:
+    """A clock whose reading is text that float() would parse."""
+
+    def __init__(self, reading: object) -> None:
+        self.reading_value = reading
+
+    def monotonic(self) -> object:
+        return self.reading_value
+
+    def wall_offset(self) -> float:
+        return 1.7e9
+
+
+@pytest.mark.parametrize("reading", ["1000", b"1000", " 1e3 "])
+def test_a_reading_given_as_text_is_a_clock_error_and_nothing_changes(reading: object) -> None:
+    from conversation_expiry import ClockError
+
+    clock: Any = TextClock(reading)
+    with pytest.raises(ClockError, match="not a number"):
+        m = ConversationExpiryManager(60, 60, clock=clock, autostart=False)
+        try:
+            m.register_conversation("a")
+        finally:
+            m.stop()
+
+
+def test_a_freeze_past_the_horizon_is_a_clock_error_and_nothing_changes() -> None:
+    from freezegun import freeze_time
+
+    from conversation_expiry import ClockError
+
+    m = ConversationExpiryManager(3600, 60, autostart=False)
+    with freeze_time("9999-12-31 23:00"), pytest.raises(ClockError, match="9899"):
+        m.register_conversation("a")
+    assert "a" not in m and m.get("a") is None
+    m.stop()

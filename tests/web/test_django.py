@@ -543,7 +543,7 @@ def test_settings_that_are_not_a_dict_are_improperly_configured(
 
 def test_example_project_serves_the_chat_endpoint() -> None:
     # Its own process: settings are configured once per process, and these are the example's.
-    project = Path(__file__).resolve().parent.parent / "examples" / "django_project"
+    project = Path(__file__).resolve().parents[2] / "examples" / "django_project"
     script = (
         "from django.test import Client\n"
         "c = Client()\n"

@@ -437,7 +437,7 @@ def test_an_id_active_since_in_a_batch_after_an_all_due_batch_keeps_its_record()
 def test_an_id_queued_again_at_a_shared_reading_during_a_count_is_counted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Found by the plain model (tests/test_model_based.py) with buckets of two: during len(),
+    # Found by the plain model (tests/memory/test_model_based.py) with buckets of two: during len(),
     # an id active since at a reading that later buckets share was queued again into a bucket
     # the count had already walked, so it was never counted as past due.
     monkeypatch.setattr(buckets, "CAP", 2)

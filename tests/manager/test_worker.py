@@ -17,6 +17,7 @@ from conversation_expiry import (
     ExpiryReason,
     ManualClock,
     MemoryStore,
+    StoreUnavailableError,
 )
 from conversation_expiry._store import Sweep
 from conversation_expiry._worker import CleanupThread
@@ -282,3 +283,38 @@ def test_stopping_is_true_once_stop_was_called() -> None:
     assert worker.stop(5) and worker.stopping is True
     with pytest.raises(AttributeError):
         worker.stopping = False  # type: ignore[misc]
+
+
+def failures_over(
+    monkeypatch: pytest.MonkeyPatch, exc: BaseException, minutes: int
+) -> None:
+    """A run of failed sweeps, one a minute and a bit, then a sweep that works."""
+    from conversation_expiry import _worker
+
+    now = [1000.0]
+    monkeypatch.setattr(_worker, "_REAL", (lambda: now[0],))
+    failures = _worker._Failures(0.5)
+    for _ in range(minutes):
+        failures.failed(exc)
+        now[0] += 61.0
+    failures.succeeded()
+
+
+def test_an_outage_is_logged_once_and_its_end_once_however_long(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="conversation_expiry")
+    failures_over(monkeypatch, StoreUnavailableError("Redis is unavailable: down"), 30)
+    records = [r for r in caplog.records if r.name == "conversation_expiry"]
+    assert [r.levelname for r in records] == ["WARNING", "WARNING"]
+    assert "unavailable" in records[0].getMessage()
+    assert "works again" in records[1].getMessage()
+
+
+def test_a_sweep_failing_for_another_reason_is_recalled_every_minute(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="conversation_expiry")
+    failures_over(monkeypatch, RuntimeError("a bug"), 3)
+    messages = [r.getMessage() for r in caplog.records if r.name == "conversation_expiry"]
+    assert sum("still failing" in text for text in messages) == 2

@@ -204,6 +204,7 @@ class _Failing:
         rx.OutOfMemoryError("OOM command not allowed when used memory > 'maxmemory'."),
         rx.ResponseError("MISCONF Redis is configured to save RDB snapshots, but it's failing"),
         rx.ResponseError("NOREPLICAS Not enough good replicas to write."),
+        rx.ResponseError("BUSY Redis is busy running a script. You can only call SCRIPT KILL"),
         rx.SlotNotCoveredError("slot not covered"),
         rx.MaxConnectionsError("Too many connections"),
     ],

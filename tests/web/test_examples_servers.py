@@ -26,7 +26,7 @@ import pytest
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="gunicorn needs a POSIX system")
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 START_WITHIN = 60.0  # seconds for a server to answer its first request
 LOG_WITHIN = 15.0  # seconds for a line the server must log
 FAST = {"CHAT_TTL": "0.5", "CHAT_CLEANUP_INTERVAL": "0.1", "CHAT_MAX_CONVERSATIONS": "3"}

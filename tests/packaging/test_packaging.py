@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VERSION = version("conversation-expiry")  # of this editable install: pyproject.toml's
 BUILD_WITHIN = 300  # seconds: two isolated build environments, setuptools from the index
 INSTALL_WITHIN = 300
@@ -55,7 +55,8 @@ def wheel_metadata(wheel: Path) -> tuple[set[str], object]:
 
 @pytest.mark.parametrize(
     "path",
-    ["tests/conftest.py", "tests/support.py", "tests/test_readme.py", "examples/flask_app.py",
+    ["tests/conftest.py", "tests/support.py", "tests/packaging/test_readme.py",
+     "examples/flask_app.py",
      "examples/django_project/manage.py", "benchmarks/run.py", "LICENSE", "CHANGELOG.md",
      "README.md", "dev.py", "conversation_expiry/py.typed", "tests/redis_servers.py",
      "conversation_expiry/redis/lua/touch.lua"],

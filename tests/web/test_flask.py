@@ -536,7 +536,7 @@ def example() -> Iterator[Any]:
     """The example module, loaded; its module-level app stopped and its logging undone after."""
     loggers = [logging.getLogger(name) for name in ("chat", "conversation_expiry")]
     saved = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
-    path = Path(__file__).resolve().parent.parent / "examples" / "flask_app.py"
+    path = Path(__file__).resolve().parents[2] / "examples" / "flask_app.py"
     spec = importlib.util.spec_from_file_location("flask_example_app", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

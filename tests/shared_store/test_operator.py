@@ -31,7 +31,7 @@ from conversation_expiry._operator import main, rfc3339
 
 RUN_TIMEOUT = 30.0  # seconds for one command in a subprocess; each takes well under one
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -600,3 +600,15 @@ def test_a_namespace_driven_by_a_manual_clock_is_a_one_line_error(
     finally:
         m.stop()
         store.close()
+
+
+def test_hook_whose_import_exits_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "exiting_hook_mod.py").write_text("import sys\nsys.exit(5)\n")
+    monkeypatch.chdir(tmp_path)
+    code = main(["sweep", "--redis", "redis://192.0.2.1:1", "--namespace", "n",
+                 "--on-expire", "exiting_hook_mod:f"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and "exits (5)" in err
