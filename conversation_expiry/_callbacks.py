@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from operator import length_hint
 from typing import Any
 
@@ -19,13 +20,24 @@ from ._state import ConversationState, ExpiryReason
 from ._store import Cleanup, Departures
 from ._telemetry import Telemetry, no_cleanup_span
 
-__all__ = ["EXITS", "Callbacks", "OnExpire", "OnWarning"]
+__all__ = ["EXITS", "Callbacks", "OnExpire", "OnWarning", "reported"]
 
 OnExpire = Callable[[ConversationState, ExpiryReason], object]
 OnWarning = Callable[[ConversationState], object]
 
 # Logged like any fault, then raised again to a synchronous caller once its batch is done.
 EXITS = (SystemExit, KeyboardInterrupt)
+_REPORTED = "_conversation_expiry_reported"
+
+
+def reported(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised by a callable and logged (so raised again only to end a call)."""
+    return getattr(exc, _REPORTED, False) is True
+
+
+def _mark_reported(exc: BaseException) -> None:
+    with suppress(Exception):  # (an exception class that refuses attributes: not marked)
+        setattr(exc, _REPORTED, True)
 
 
 class Callbacks:
@@ -41,6 +53,9 @@ class Callbacks:
         self.on_warning = on_warning
         self._telemetry = telemetry
         self.faults = FaultLog()
+        # Once on_expire raised StopIteration (which a loop in C takes for its end), it is
+        # called one by one, where the fault is caught with its traceback.
+        self._one_by_one = False
 
     def finish(self, departures: Departures, cleanups: dict[str, list[Cleanup]]) -> None:
         """Run the cleanups (last attached first) and ``on_expire`` of each departed one."""
@@ -49,24 +64,37 @@ class Callbacks:
         telemetry = self._telemetry
         exit_exc: BaseException | None = None
         cleanup_span = telemetry.cleanup_spans()  # one sampling decision for the whole batch
-        if cleanup_span is None and not cleanups:
+        if cleanup_span is None and not cleanups and not self._one_by_one:
             # The common sweep: nothing but on_expire to call, per conversation, so the loop runs
             # in C; a fault stops it, is reported, and the loop goes on after that conversation.
             if on_expire is not None:
                 n = len(states)
                 if len(reasons) != n:
                     raise ValueError("departures with more states than reasons, or fewer")
-                left = iter(states)
+                # One state more than reasons: map stops at the reason it lacks, having taken
+                # the extra state (never called), so states left untaken mean that on_expire
+                # raised StopIteration, which map takes for its end.
+                padded: list[Any] = [*states, None]
+                left = iter(padded)
                 why = iter(reasons)
                 while True:
                     try:
                         deque(map(on_expire, left, why), 0)
-                        break
                     except BaseException as exc:
-                        state = states[n - length_hint(left) - 1]  # the one being called
+                        state = states[n - length_hint(left)]  # the one being called
                         self._failed(None, "on_expire", on_expire, state[0], exc)
                         if isinstance(exc, EXITS):
                             exit_exc = exit_exc or exc
+                        continue
+                    untaken = length_hint(left)
+                    if not untaken:
+                        break
+                    self._one_by_one = True
+                    lost = StopIteration(
+                        "on_expire raised StopIteration (its traceback is lost: the loop that "
+                        "called it took it for its end; later calls are made one by one)"
+                    )
+                    self._failed(None, "on_expire", on_expire, states[n - untaken][0], lost)
         else:
             span_for = cleanup_span or no_cleanup_span
             for state, reason in zip(states, reasons, strict=True):
@@ -116,5 +144,7 @@ class Callbacks:
     def _failed(
         self, scope: Any, what: str, fn: Callable[..., object], cid: str, exc: BaseException
     ) -> None:
+        if isinstance(exc, EXITS):
+            _mark_reported(exc)
         self.faults.report(what, fn, cid, exc)
         self._telemetry.callback_failed(what, scope, exc)

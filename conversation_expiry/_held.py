@@ -62,6 +62,11 @@ class HeldCleanups:
                     runs.append((cid, reason, fns))
         return runs
 
+    def forget_all(self) -> None:
+        """Drop every callable without running it (a forked child's copies of a shared store's:
+        they are the parent's, and the parent runs them)."""
+        self._fns = {}
+
     def take_all(self, reason: ExpiryReason) -> list[tuple[str, ExpiryReason, list[Cleanup]]]:
         """Every callable still held (at shutdown), with ``reason``."""
         with self._lock:

@@ -11,7 +11,7 @@ from typing import Any
 
 from . import _fork
 from ._batches import next_batch
-from ._callbacks import Callbacks, OnExpire, OnWarning
+from ._callbacks import EXITS, Callbacks, OnExpire, OnWarning, reported
 from ._clock import PERF_COUNTER, Clock, SystemClock
 from ._held import HeldCleanups
 from ._memory import MemoryStore
@@ -288,12 +288,16 @@ class ConversationExpiryManager:
                 # A sweep takes only the expired.
                 ids = departures.ids
                 expired.extend(map(_first, departures.states) if ids is None else ids)
-                if departures.states or departures.claim is not None:
-                    self._finish(departures)
-                    took = PERF_COUNTER[0]() - begun
-                    self._batch = next_batch(SWEEP_BATCH, self._batch, took, len(departures.states))
-                if sweep.warned:
-                    self._callbacks.warn(sweep.warned)
+                try:
+                    if departures.states or departures.claim is not None:
+                        self._finish(departures)
+                        took = PERF_COUNTER[0]() - begun
+                        self._batch = next_batch(
+                            SWEEP_BATCH, self._batch, took, len(departures.states)
+                        )
+                finally:  # (a SystemExit from on_expire: the claim's warnings are given still)
+                    if sweep.warned:
+                        self._callbacks.warn(sweep.warned)
                 more, now, next_warning_in = sweep.more, departures.now, sweep.next_warning_in
                 spent = departures.states
                 del sweep, departures
@@ -323,7 +327,13 @@ class ConversationExpiryManager:
         """One run of the cleanup thread; returns how long it may sleep."""
         self._telemetry.refresh()
         with self._telemetry.detached():  # a root span, whatever context the thread inherited
-            self._sweep(stoppable=True)
+            try:
+                self._sweep(stoppable=True)
+            except EXITS as exc:
+                if not reported(exc):
+                    raise
+                # A callable's SystemExit or KeyboardInterrupt, logged already: on this thread
+                # it is a fault like any other, not a failed sweep to back off from.
         return self._next_wait if self.warning_before is not None else self.cleanup_interval
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -417,6 +427,8 @@ class ConversationExpiryManager:
         hook = getattr(self._store, "reinit_after_fork", None)
         if hook is not None:
             hook()
+        if self._store.shared:  # the parent's cleanups stay the parent's (guarantee 11)
+            self._held.forget_all()
         self._worker.reinit_after_fork()
 
 

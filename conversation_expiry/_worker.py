@@ -94,10 +94,10 @@ class CleanupThread:
         failures = self._failures
         while True:
             event.wait(min(wait, threading.TIMEOUT_MAX))  # Windows: about 49 days at most
+            event.clear()  # (before the check: a stop() just after it sets the event again)
             if self._stopping:
                 failures.flush()
                 return
-            event.clear()
             sweep = self._sweep()
             if sweep is None:
                 failures.flush()

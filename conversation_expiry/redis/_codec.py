@@ -148,11 +148,16 @@ def decode_claimed(blob: bytes) -> Claimed:
 class Claim:
     """What ``ack`` needs for one :class:`Departures`: the incarnations this process claimed."""
 
-    __slots__ = ("acked", "incarnations")
+    __slots__ = ("acked", "incarnations", "states")
 
-    def __init__(self, incarnations: list[bytes]) -> None:
+    def __init__(self, incarnations: list[bytes], states: list[ConversationState]) -> None:
         self.incarnations = incarnations
+        self.states = states  # (the Departures' own list: for the ids, should an ack be lost)
         self.acked = False
+
+    @property
+    def ids(self) -> list[str]:
+        return [state[0] for state in self.states]
 
     def __repr__(self) -> str:
         return f"Claim({len(self.incarnations)} incarnations, acked={self.acked})"
@@ -180,7 +185,7 @@ def departures(blobs: list[bytes], now: bytes | str) -> tuple[Departures, list[i
         if blob[pos] & HELD:
             tokens[cid] = inc
             held.append(inc)
-    claim = Claim(incs) if incs else None
+    claim = Claim(incs, states) if incs else None
     return Departures(states, reasons, tokens, float(now) / 1e6, claim), held
 
 

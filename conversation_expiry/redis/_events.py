@@ -25,6 +25,11 @@ class Held:
         self._lock = threading.Lock()
         self._held: dict[int, str] = {}  # incarnation -> id
         self._cursor: bytes | None = None  # None: not reading (nothing held)
+        # Holds under way: their incarnation is HELD in Redis before it is in ``_held``, so an
+        # entry read meanwhile may be theirs; it waits in ``_unmatched`` for them to finish.
+        self._holding = 0
+        self._unmatched: dict[int, ExpiryReason] = {}
+        self._late: list[tuple[str, int, ExpiryReason]] = []  # theirs, for the next read
 
     def __len__(self) -> int:
         return len(self._held)
@@ -37,9 +42,22 @@ class Held:
                 if self._cursor is None:
                     self._cursor = last
 
-    def add(self, inc: int, cid: str) -> None:
+    def begin_hold(self) -> None:
         with self._lock:
-            self._held[inc] = cid
+            self._holding += 1
+
+    def end_hold(self, inc: int | None, cid: str) -> None:
+        """A hold begun is done: ``inc`` is held (None: the hold failed)."""
+        with self._lock:
+            self._holding -= 1
+            if inc is not None:
+                reason = self._unmatched.pop(inc, None)
+                if reason is None:
+                    self._held[inc] = cid
+                else:  # it left while the hold was under way
+                    self._late.append((cid, inc, reason))
+            if not self._holding:
+                self._unmatched.clear()  # (no hold under way: those were nobody's here)
 
     def forget(self, incarnations: list[int]) -> None:
         """This process claimed these: its manager runs their cleanups itself."""
@@ -54,14 +72,15 @@ class Held:
         self, run: Run, events: Any, gone: Any, owner: bytes
     ) -> list[tuple[str, int, ExpiryReason]]:
         with self._lock:
-            if not self._held:
+            late, self._late = self._late, []
+            if not self._held and not self._holding:
                 self._cursor = None  # nothing to look for; start again at the next hold
-                return []
+                return late
             cursor = self._cursor
         if cursor is None:
             self.start_reading(run, events)
-            return []
-        out: list[tuple[str, int, ExpiryReason]] = []
+            return late
+        out: list[tuple[str, int, ExpiryReason]] = late
         trimmed = False
         while True:
             last, cut, entries = run(events, [cursor, _READ])
@@ -85,6 +104,8 @@ class Held:
     ) -> None:
         with self._lock:
             cid = self._held.pop(inc, None)
+            if cid is None and self._holding:
+                self._unmatched[inc] = reason
         if cid is not None:
             out.append((cid, inc, reason))
 

@@ -67,6 +67,15 @@ class LeaseKeeper:
             for inc in incarnations:
                 self._outstanding.pop(inc, None)
 
+    def renew_now(self) -> None:
+        """Renew every outstanding claim in the caller's thread; raises as the store does."""
+        with self._lock:
+            batch = list(self._outstanding)
+        for start in range(0, len(batch), _CHUNK):
+            lost = self._renew(batch[start : start + _CHUNK])
+            if lost:
+                self.discard(lost)
+
     def acks_pending(self) -> None:
         with self._lock:
             self._acks_pending = True

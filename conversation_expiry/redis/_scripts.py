@@ -91,8 +91,11 @@ def key_names(namespace: str) -> tuple[bytes, list[bytes]]:
 
 
 class Script:
-    """One script on one client: ``EVALSHA``, loading the script when the server lacks it
-    (its script cache is emptied by a restart or failover).
+    """One script on one client: ``EVALSHA``, or ``EVAL`` when the server lacks it (its script
+    cache is emptied by a restart or failover), which also caches it there.
+
+    ``EVAL`` goes where the keys are, as ``EVALSHA`` does; ``SCRIPT LOAD`` would go to every
+    primary of a Cluster, and fail while any of them is down or stalled.
 
     Sent with ``execute_command`` rather than redis-py's ``Script``, which costs about 8 us a
     call on top (an import, a pipeline check, tuple copies): about half of what a touch may
@@ -117,8 +120,7 @@ class Script:
         try:
             return self.client.execute_command(*command)
         except NoScriptError:
-            self.client.script_load(self.text)
-            return self.client.execute_command(*command)
+            return self.client.execute_command("EVAL", self.text, *command[2:])
 
 
 class _Registered:
@@ -129,9 +131,6 @@ class _Registered:
 
     def execute_command(self, _evalsha: str, _sha: str, n: int, *rest: Any) -> Any:
         return self._call(list(rest[:n]), list(rest[n:]))
-
-    def script_load(self, _text: str) -> None:
-        pass
 
 
 class Scripts:

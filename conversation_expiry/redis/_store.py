@@ -24,6 +24,7 @@ from .._errors import (
     ConversationNotFoundError,
     StoreUnavailableError,
 )
+from .._faults import log_safely
 from .._state import ConversationState, ExpiryReason
 from .._store import Departures, Policy, Sweep
 from .._validation import to_seconds
@@ -31,6 +32,7 @@ from . import _codec
 from ._client import CLIENT_ERRORS, check_client, client_from_url, fail, warn_if_evictable
 from ._codec import Claim, DrivenTime, decode_id, encode_id, live_state, to_us, touched_state
 from ._events import Held
+from ._forking import ForkHold
 from ._lease import LeaseKeeper, track_store
 from ._ops import OperatorViews
 from ._scripts import Script, Scripts, check_namespace, key_names
@@ -84,6 +86,7 @@ class RedisStore(OperatorViews):
         self._policy: list[bytes] | None = None
         self._warns = b"0"
         self._held = Held()
+        self._fork_hold: ForkHold | None = None
         self._unacked: list[Claim] = []
         self._unacked_lock = threading.Lock()  # the keeper and a sweep both retry them
         self.late_acks = 0  # acknowledgements of this process that came after a takeover
@@ -127,13 +130,25 @@ class RedisStore(OperatorViews):
         self.owner = os.urandom(8).hex().encode()  # 16 bytes, the claims' owner field
         self._requests = itertools.count()
 
+    def before_fork(self, timeout: float) -> ForkHold:
+        """Hold the client's locks across fork() (see ``_forking``)."""
+        self._fork_hold = ForkHold(self._client, timeout)
+        return self._fork_hold
+
+    def reinit_after_fork(self) -> None:
+        """In a forked child, before anything uses the client: its locks are free again."""
+        hold, self._fork_hold = self._fork_hold, None
+        if hold is not None:
+            hold.release_in_child()
+
     def _after_fork_in_child(self) -> None:
-        # A child is another process: its claims are its own, the parent's stay the parent's.
+        # A child is another process: its claims are its own, the parent's stay the parent's,
+        # and so do the cleanups the parent attached (the parent runs them; guarantee 11).
         self._new_owner()
         self._unacked = []
         self._unacked_lock = threading.Lock()
         self._count_lock = threading.Lock()
-        self._held.reset_after_fork()
+        self._held = Held()
 
     def _now_arg(self) -> bytes:
         return _NOW if self._driven is None else self._driven()
@@ -251,12 +266,17 @@ class RedisStore(OperatorViews):
 
     def hold(self, cid: str) -> int:
         self._held.start_reading(self._run, self._scripts.events)
-        inc = int(self._hot(self._scripts.hold, encode_id(cid)))
-        if inc == -1:
-            raise ConversationNotFoundError(cid)
-        if inc == -2:
-            raise ConversationExpiredError(cid)
-        self._held.add(inc, cid)
+        held: int | None = None
+        self._held.begin_hold()
+        try:
+            inc = int(self._hot(self._scripts.hold, encode_id(cid)))
+            if inc == -1:
+                raise ConversationNotFoundError(cid)
+            if inc == -2:
+                raise ConversationExpiredError(cid)
+            held = inc
+        finally:
+            self._held.end_hold(held, cid)
         return inc
 
     def end(self, cid: str) -> Departures:
@@ -268,6 +288,11 @@ class RedisStore(OperatorViews):
             # Claims of this process that it finished during an outage go first: once their
             # lease has lapsed, this very claim would take them over and run them again.
             self._retry_acks()
+        if self._keeper.outstanding:
+            # Claims this process still works on are renewed first, so that this claim never
+            # takes them over: their lease may have lapsed on a ManualClock moved past it, or
+            # while the keeper waited for the GIL.
+            self._keeper.renew_now()
         now, more, next_warning, blobs, warned, dead = self._run(
             self._scripts.claim, [min(limit, CLAIM_BATCH), self._warns]
         )
@@ -329,5 +354,19 @@ class RedisStore(OperatorViews):
 
     def close(self) -> None:
         self._keeper.close(timeout=5.0)
+        if self._unacked:
+            # The keeper and the next sweep would have sent them: this process has neither
+            # now. Unsent, each claim lapses and another process runs its on_expire again.
+            try:
+                self._retry_acks()
+            except StoreUnavailableError:
+                ids = [cid for claim in self._unacked for cid in claim.ids]
+                log_safely(
+                    logger.warning,
+                    "conversation store closed with %d acknowledgements unsent (Redis is "
+                    "unavailable): their on_expire ran here, and will run again in another "
+                    "process once the lease lapses: %s",
+                    len(ids), ", ".join(map(repr, ids[:100])) + (" ..." if len(ids) > 100 else ""),
+                )
         if self._owns_client:
             self._client.close()

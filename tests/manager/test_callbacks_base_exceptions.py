@@ -139,3 +139,82 @@ def test_stop_with_cleanup_remaining_cleans_every_batch_before_an_exit_is_raised
     with pytest.raises(exc):
         m.stop(cleanup_remaining=True)
     assert sorted(calls) == sorted(ids) and cleaned == [ids[-1]] and len(m) == 0
+
+
+def test_a_stop_iteration_from_on_expire_does_not_lose_the_rest_of_the_batch(clock, caplog):
+    # map() takes a StopIteration raised by the function it calls for its own end.
+    calls: list[str] = []
+    m = manager_with(clock, raising_for("b", StopIteration, calls))
+    for cid in "abcde":
+        m.register_conversation(cid)
+    clock.advance(11)
+    with caplog.at_level(logging.ERROR, logger="conversation_expiry"):
+        assert m.cleanup_expired() == list("abcde")
+    assert calls == list("abcde")
+    assert "StopIteration" in caplog.text and "'b'" in caplog.text
+
+
+def test_a_stop_iteration_from_the_last_on_expire_of_a_batch_is_logged(clock, caplog):
+    calls: list[str] = []
+    m = manager_with(clock, raising_for("c", StopIteration, calls))
+    for cid in "abc":
+        m.register_conversation(cid)
+    clock.advance(11)
+    with caplog.at_level(logging.ERROR, logger="conversation_expiry"):
+        m.cleanup_expired()
+    assert calls == list("abc") and "'c'" in caplog.text
+
+
+def test_after_a_stop_iteration_later_faults_are_logged_with_their_traceback(clock, caplog):
+    calls: list[str] = []
+    m = manager_with(clock, raising_for("a", StopIteration, calls))
+    m.register_conversation("a")
+    clock.advance(11)
+    m.cleanup_expired()
+    m.register_conversation("a")
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="conversation_expiry"):
+        assert m.end_conversation("a")
+    assert calls == ["a", "a"] and "Traceback" in caplog.text
+
+
+@pytest.mark.parametrize("exc", EXITS, ids=lambda e: e.__name__)
+def test_an_exit_from_on_expire_still_gives_the_claim_s_warnings(clock, exc):
+    warned: list[str] = []
+    m = ConversationExpiryManager(
+        10, 3600, clock=clock, autostart=False, warning_before=5,
+        on_expire=raising_for("a", exc, []), on_warning=lambda s: warned.append(s.id),
+    )
+    m.register_conversation("a")
+    clock.advance(6)
+    m.register_conversation("b")
+    clock.advance(5)  # a past due, b in its warning window: one claim
+    with pytest.raises(exc):
+        m.cleanup_expired()
+    assert warned == ["b"]
+    m.stop()
+
+
+@pytest.mark.parametrize("exc", EXITS, ids=lambda e: e.__name__)
+def test_an_exit_from_on_expire_on_the_cleanup_thread_is_one_fault_not_a_failed_sweep(
+    clock, exc, caplog
+):
+    import threading
+
+    done = threading.Event()
+
+    def on_expire(state, reason) -> None:
+        if state.id == "bad":
+            raise exc()
+        done.set()
+
+    with caplog.at_level(logging.ERROR, logger="conversation_expiry"):
+        m = ConversationExpiryManager(10, 0.01, clock=clock, on_expire=on_expire)
+        m.register_conversation("bad")
+        clock.advance(11)
+        m.register_conversation("good")
+        clock.advance(11)
+        assert done.wait(5)
+        m.stop(timeout=5)
+    assert caplog.text.count("Traceback") == 1
+    assert "sweep failed" not in caplog.text

@@ -318,3 +318,33 @@ def test_a_sweep_failing_for_another_reason_is_recalled_every_minute(
     failures_over(monkeypatch, RuntimeError("a bug"), 3)
     messages = [r.getMessage() for r in caplog.records if r.name == "conversation_expiry"]
     assert sum("still failing" in text for text in messages) == 2
+
+
+class EventPausedInClear(threading.Event):
+    """The cleanup thread's event: its first clear() waits for the next set() (stop()'s)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_clear = threading.Event()
+        self.stop_set = threading.Event()
+
+    def clear(self) -> None:
+        if not self.in_clear.is_set():
+            self.in_clear.set()
+            self.stop_set.wait(5)
+        super().clear()
+
+    def set(self) -> None:
+        super().set()
+        if self.in_clear.is_set():
+            self.stop_set.set()
+
+
+def test_a_stop_while_the_thread_wakes_is_not_lost() -> None:
+    m = ConversationExpiryManager(60, 3600, autostart=False)
+    event = m._worker._event = EventPausedInClear()
+    m.start()
+    m._worker.wake()  # the thread wakes, as at the end of an interval
+    assert event.in_clear.wait(5)
+    m.stop(timeout=5)  # (within the thread's wake-up: its clear() would erase the stop)
+    assert not m.running

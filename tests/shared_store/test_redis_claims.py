@@ -329,3 +329,60 @@ def test_the_keeper_keeps_an_ack_that_failed_while_it_retried_others() -> None:
         assert keeper._acks_pending
     finally:
         keeper.close(timeout=WAIT)
+
+
+def test_a_process_never_takes_over_a_claim_it_still_works_on(
+    make: Callable[..., Any], clock: ManualClock
+) -> None:
+    # A ManualClock moved past the lease while this process's hook runs (on the cleanup
+    # thread) and the test sweeps again: the claim is renewed, not claimed a second time.
+    store = make()
+    store.register("slow", None, None)
+    clock.advance(TTL + 1)
+    working = store.claim(10).departures
+    assert [s.id for s in working.states] == ["slow"]
+    store.register("next", None, None)
+    clock.advance(LEASE + TTL + 1)
+    again = store.claim(10).departures
+    assert [s.id for s in again.states] == ["next"]
+    store.ack(again)
+    store.ack(working)
+    assert store.stats()["takeovers"] == 0 and store.late_acks == 0
+
+
+def test_another_process_still_takes_over_a_lapsed_claim(
+    make: Callable[..., Any], clock: ManualClock
+) -> None:
+    a = make()
+    b = make(namespace=a.namespace)
+    a.register("x", None, None)
+    clock.advance(TTL + 1)
+    a.claim(10)
+    a._keeper.close()  # a stalls: nothing renews its claim
+    clock.advance(LEASE + 1)
+    assert [s.id for s in b.claim(10).departures.states] == ["x"]
+
+
+def test_a_departure_read_while_its_hold_is_under_way_is_reported_after_it(
+    make: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hold script has marked "v" held; before this process records that, another process
+    # ends it and a sweep here reads the departure from the stream.
+    holder = make()
+    other = make(namespace=holder.namespace)
+    holder.register("keep", None, None)
+    holder.hold("keep")  # so that the sweep reads the stream
+    holder.register("v", None, None)
+    end_hold = holder._held.end_hold
+    read_meanwhile: list[Any] = []
+
+    def late_end_hold(inc: int | None, cid: str) -> None:
+        other.ack(other.end("v"))
+        read_meanwhile.append(holder.left_elsewhere())
+        end_hold(inc, cid)
+
+    monkeypatch.setattr(holder._held, "end_hold", late_end_hold)
+    inc = holder.hold("v")
+    assert read_meanwhile == [[]]
+    assert holder.left_elsewhere() == [("v", inc, ExpiryReason.ENDED)]
+    assert holder.left_elsewhere() == []

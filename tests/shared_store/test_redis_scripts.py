@@ -243,3 +243,32 @@ def test_the_stream_is_trimmed_in_a_way_readers_notice(store: Any) -> None:
     assert 10000 <= length <= 10100
     info = client.xinfo_stream(store.prefix + b"s")
     assert info["max-deleted-entry-id"] != b"0-0"  # what events.lua compares a cursor with
+
+
+class LosesScripts:
+    """A client whose server lost its scripts: EVALSHA fails once; records what is sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, ...]] = []
+
+    def execute_command(self, *command: Any) -> Any:
+        self.sent.append(command)
+        if command[0] == "EVALSHA" and len(self.sent) == 1:
+            from redis.exceptions import NoScriptError
+
+            raise NoScriptError("NOSCRIPT No matching script")
+        return b"ok"
+
+    def script_load(self, text: str) -> None:  # (a Cluster sends it to every primary)
+        raise AssertionError("SCRIPT LOAD is not routed by key")
+
+
+def test_a_script_the_server_lost_is_sent_whole_to_where_its_keys_are() -> None:
+    from conversation_expiry.redis._scripts import Script
+
+    client = LosesScripts()
+    script = Script(client, "read")
+    assert script([b"k1", b"k2"], [b"a"]) == b"ok"
+    evalsha, again = client.sent
+    assert evalsha == ("EVALSHA", script.sha, 2, b"k1", b"k2", b"a")
+    assert again == ("EVAL", script.text, 2, b"k1", b"k2", b"a")
