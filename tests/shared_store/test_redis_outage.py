@@ -119,6 +119,30 @@ def test_a_sweep_sends_the_acks_lost_to_an_outage_before_it_claims(server: Redis
     store.close()
 
 
+def test_close_sends_the_acks_lost_to_an_outage(server: RedisServer) -> None:
+    # A sweep from cron: no keeper period and no next sweep before the process ends.
+    clock = ManualClock(START)
+    store, deps = ack_lost_to_an_outage(server, clock, lease=30.0)
+    store.close()
+    assert deps.claim.acked
+    other = make_store(server, clock)
+    assert other.stats()["claimed"] == 0
+    other.close()
+
+
+def test_close_names_the_acks_it_could_not_send(
+    server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = ManualClock(START)
+    store, _deps = ack_lost_to_an_outage(server, clock, lease=30.0)
+    server.kill()
+    with caplog.at_level(logging.WARNING, logger="conversation_expiry"):
+        store.close()
+    (record,) = [r for r in caplog.records if "unsent" in r.getMessage()]
+    assert record.levelno == logging.WARNING and "'a'" in record.getMessage()
+    server.start()
+
+
 def test_an_exit_out_of_time_asks_nothing_of_a_shared_store(
     server: RedisServer, caplog: pytest.LogCaptureFixture
 ) -> None:
