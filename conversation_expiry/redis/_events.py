@@ -77,24 +77,32 @@ class Held:
                 self._cursor = None  # nothing to look for; start again at the next hold
                 return late
             cursor = self._cursor
-        if cursor is None:
-            self.start_reading(run, events)
-            return late
         out: list[tuple[str, int, ExpiryReason]] = late
-        trimmed = False
-        while True:
-            last, cut, entries = run(events, [cursor, _READ])
-            trimmed = trimmed or bool(cut)
-            for entry_id, fields in entries:
-                cursor = entry_id
-                f = dict(zip(fields[::2], fields[1::2], strict=True))
-                if f.get(b"o") == owner:
-                    continue  # this process acknowledged it: it ran its own cleanups
-                self._found(int(f[b"i"]), REASONS.get(int(f[b"r"]), ExpiryReason.EXPIRED), out)
-            if len(entries) < _READ:
-                break
-        if trimmed:
-            self._reconcile(run, gone, out)
+        try:
+            if cursor is None:
+                self.start_reading(run, events)
+                return out
+            trimmed = False
+            while True:
+                last, cut, entries = run(events, [cursor, _READ])
+                trimmed = trimmed or bool(cut)
+                for entry_id, fields in entries:
+                    cursor = entry_id
+                    f = dict(zip(fields[::2], fields[1::2], strict=True))
+                    if f.get(b"o") == owner:
+                        continue  # this process acknowledged it: it ran its own cleanups
+                    reason = REASONS.get(int(f[b"r"]), ExpiryReason.EXPIRED)
+                    self._found(int(f[b"i"]), reason, out)
+                if len(entries) < _READ:
+                    break
+            if trimmed:
+                self._reconcile(run, gone, out)
+        except BaseException:
+            # (Redis went away mid-read) Those found are no longer held: the next read, from
+            # the same cursor, hands them over instead.
+            with self._lock:
+                self._late[:0] = out
+            raise
         with self._lock:
             self._cursor = cursor if not trimmed else last
         return out

@@ -386,3 +386,38 @@ def test_a_departure_read_while_its_hold_is_under_way_is_reported_after_it(
     assert read_meanwhile == [[]]
     assert holder.left_elsewhere() == [("v", inc, ExpiryReason.ENDED)]
     assert holder.left_elsewhere() == []
+
+
+def test_departures_read_before_an_outage_cut_the_read_short_are_not_lost(
+    make: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conversation_expiry import StoreUnavailableError
+    from conversation_expiry.redis import _events
+
+    holder = make()
+    other = make(namespace=holder.namespace)
+    incs = {}
+    for cid in ("a", "b"):
+        holder.register(cid, None, None)
+        incs[cid] = holder.hold(cid)
+    assert holder.left_elsewhere() == []
+    for cid in ("a", "b"):
+        other.ack(other.end(cid))
+    monkeypatch.setattr(_events, "_READ", 1)  # one entry per page: "a", then the outage
+    run = holder._run
+    pages: list[int] = []
+
+    def failing_second_page(script: Any, args: list[Any], request: bool = False) -> Any:
+        if script is holder._scripts.events:
+            pages.append(1)
+            if len(pages) == 2:
+                raise StoreUnavailableError("Redis is unavailable: gone mid-read")
+        return run(script, args, request)
+
+    monkeypatch.setattr(holder, "_run", failing_second_page)
+    with pytest.raises(StoreUnavailableError):
+        holder.left_elsewhere()
+    monkeypatch.setattr(holder, "_run", run)
+    ended = ExpiryReason.ENDED
+    assert sorted(holder.left_elsewhere()) == [("a", incs["a"], ended), ("b", incs["b"], ended)]
+    assert holder.left_elsewhere() == []
