@@ -233,7 +233,7 @@ class SystemClock:
         anchor = _frozen.anchor_of(factory)
         if f is None or f.factory is not factory or f.anchor is not anchor:
             f = self._freeze = self._enter(factory, moment, anchor, f)
-        if not _FROZEN_LO < moment < _FROZEN_HI:
+        if not _FROZEN_LO < moment <= _FROZEN_HI:
             raise ClockError(
                 f"freezegun froze time at {moment.isoformat()}, not a time between the years 1 "
                 "and 9899 (deadlines up to 100 years ahead must stay datetimes)"
@@ -269,10 +269,15 @@ class SystemClock:
 
     def _thaw(self) -> None:
         assert self._freeze is not None
-        end = self._freeze.last
+        f = self._freeze
+        end = f.last
         done = _frozen.finished()
-        if done is not None and done[0] is self._chain:  # ticks after the last reading count
-            end = max(end, self._chain_at + done[1])
+        if done is not None:  # ticks after the last reading count
+            chain, gain, factory, moment = done
+            if factory is f.factory:  # the freeze it followed, as it followed it (moves back)
+                end = max(end, f.mono + (moment - f.moment).total_seconds())
+            elif chain is self._chain:
+                end = max(end, self._chain_at + gain)
         behind = end - (_REAL[0]() + self._drift)
         if behind > 0:
             self._drift += behind  # the freeze ran ahead of real time: carry on from there

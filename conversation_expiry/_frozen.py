@@ -105,20 +105,21 @@ def _started(factory: object, outer: object | None, outer_moment: datetime | Non
     _anchors[factory] = anchor
 
 
-def finished() -> tuple[Chain, float] | None:
-    """The chain whose outermost freeze ended last, and the clock's gain over it by then."""
+def finished() -> tuple[Chain, float, object, datetime] | None:
+    """The chain whose outermost freeze ended last: the clock's gain over it by then, and the
+    innermost freeze active at the end with its time then."""
     return _finished[0]
 
 
 # (one tuple, replaced whole: readers on other threads need no lock)
-_finished: list[tuple[Chain, float] | None] = [None]
+_finished: list[tuple[Chain, float, object, datetime] | None] = [None]
 
 
 def _stopped(inner: object | None, inner_moment: datetime | None, outer: object | None) -> None:
     anchor = _anchors.pop(inner, None) if inner is not None else None
     if anchor is not None and inner_moment is not None and outer is None:
         # The chain ends: a clock that last read it before a tick carries on from its end.
-        _finished[0] = (anchor.chain, _gain(anchor, inner_moment))
+        _finished[0] = (anchor.chain, _gain(anchor, inner_moment), inner, inner_moment)
     if anchor is not None and inner_moment is not None and outer is not None:
         # The outer freeze resumes from where the inner one left the clock.
         _anchors[outer] = Anchor(

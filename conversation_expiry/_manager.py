@@ -289,15 +289,22 @@ class ConversationExpiryManager:
                 ids = departures.ids
                 expired.extend(map(_first, departures.states) if ids is None else ids)
                 try:
-                    if departures.states or departures.claim is not None:
-                        self._finish(departures)
-                        took = PERF_COUNTER[0]() - begun
-                        self._batch = next_batch(
-                            SWEEP_BATCH, self._batch, took, len(departures.states)
-                        )
-                finally:  # (a SystemExit from on_expire: the claim's warnings are given still)
-                    if sweep.warned:
-                        self._callbacks.warn(sweep.warned)
+                    try:
+                        if departures.states or departures.claim is not None:
+                            self._finish(departures)
+                            took = PERF_COUNTER[0]() - begun
+                            self._batch = next_batch(
+                                SWEEP_BATCH, self._batch, took, len(departures.states)
+                            )
+                    finally:  # (a SystemExit from on_expire: the claim's warnings still go)
+                        if sweep.warned:
+                            self._callbacks.warn(sweep.warned)
+                except EXITS as exc:
+                    # A callable's SystemExit or KeyboardInterrupt, logged already: on the
+                    # cleanup thread a fault like any other (the sweep goes on); a synchronous
+                    # caller gets it once the batch is done.
+                    if not (stoppable and reported(exc)):
+                        raise
                 more, now, next_warning_in = sweep.more, departures.now, sweep.next_warning_in
                 spent = departures.states
                 del sweep, departures
@@ -329,11 +336,9 @@ class ConversationExpiryManager:
         with self._telemetry.detached():  # a root span, whatever context the thread inherited
             try:
                 self._sweep(stoppable=True)
-            except EXITS as exc:
+            except EXITS as exc:  # (from a cleanup of a conversation that left elsewhere)
                 if not reported(exc):
                     raise
-                # A callable's SystemExit or KeyboardInterrupt, logged already: on this thread
-                # it is a fault like any other, not a failed sweep to back off from.
         return self._next_wait if self.warning_before is not None else self.cleanup_interval
 
     # -- lifecycle ----------------------------------------------------------------------------

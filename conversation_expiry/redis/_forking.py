@@ -24,6 +24,8 @@ _holding: set[int] = set()
 
 def _locks(client: Any) -> Iterator[tuple[Any, str]]:
     """(object, attribute) of the client's locks, in redis-py's own order of taking them."""
+    # A single-connection client holds this one for the whole command, pool locks inside it.
+    yield client, "single_connection_lock"
     nodes = getattr(client, "nodes_manager", None)
     if nodes is not None:  # a RedisCluster: _initialization_lock before _lock (its rule)
         yield nodes, "_initialization_lock"
@@ -51,6 +53,7 @@ class ForkHold:
     """The client's locks, taken within ``timeout`` (store.before_fork's handle)."""
 
     def __init__(self, client: Any, timeout: float) -> None:
+        self._client = client
         self._held: list[Any] = []
         self._busy: list[tuple[Any, str, Any]] = []  # not taken in time: replaced in the child
         deadline = time.monotonic() + timeout
@@ -78,4 +81,8 @@ class ForkHold:
                 setattr(obj, name, _fresh(lock))
         self._busy.clear()
         _holding.clear()
+        if getattr(self._client, "connection", None) is not None:  # single_connection_client
+            # Its one connection is the parent's socket (redis-py resets pools in a child, not
+            # this): the child's commands take connections from the (reset) pool instead.
+            self._client.connection = None
 

@@ -265,10 +265,10 @@ class RedisStore(OperatorViews):
                 return int(reply[1])
 
     def hold(self, cid: str) -> int:
-        self._held.start_reading(self._run, self._scripts.events)
         held: int | None = None
-        self._held.begin_hold()
+        self._held.begin_hold()  # (first: a read meanwhile must not stop reading the stream)
         try:
+            self._held.start_reading(self._run, self._scripts.events)
             inc = int(self._hot(self._scripts.hold, encode_id(cid)))
             if inc == -1:
                 raise ConversationNotFoundError(cid)
@@ -359,14 +359,15 @@ class RedisStore(OperatorViews):
             # now. Unsent, each claim lapses and another process runs its on_expire again.
             try:
                 self._retry_acks()
-            except StoreUnavailableError:
+            except Exception as exc:  # (closing goes on: the client is closed all the same)
                 ids = [cid for claim in self._unacked for cid in claim.ids]
                 log_safely(
                     logger.warning,
-                    "conversation store closed with %d acknowledgements unsent (Redis is "
-                    "unavailable): their on_expire ran here, and will run again in another "
-                    "process once the lease lapses: %s",
-                    len(ids), ", ".join(map(repr, ids[:100])) + (" ..." if len(ids) > 100 else ""),
+                    "conversation store closed with %d acknowledgements unsent (%s: %s): their "
+                    "on_expire ran here, and will run again in another process once the lease "
+                    "lapses: %s",
+                    len(ids), type(exc.__cause__ or exc).__name__, exc.__cause__ or exc,
+                    ", ".join(map(repr, ids[:100])) + (" ..." if len(ids) > 100 else ""),
                 )
         if self._owns_client:
             self._client.close()

@@ -234,3 +234,15 @@ def test_a_move_back_to_after_the_freeze_start_counts_the_ticks_after_it(make_ma
         assert not m.is_expired("b")
         frozen.tick(2)
         assert m.is_expired("a") and m.is_expired("b")
+
+
+def test_ticks_after_a_move_back_the_clock_read_count_when_the_freeze_ends(make_manager) -> None:
+    m = make_manager(4, autostart=False)
+    with freeze_time("2020-01-01 00:00:00") as frozen:
+        m.register_conversation("a")
+        frozen.tick(4)
+        m.update_activity("a")  # deadline 4 s from here
+        frozen.move_to("2020-01-01 00:00:01")
+        assert not m.is_expired("a")  # read at the moved-back time
+        frozen.tick(5)  # and not read again before the freeze ends
+    assert m.is_expired("a")

@@ -218,3 +218,27 @@ def test_an_exit_from_on_expire_on_the_cleanup_thread_is_one_fault_not_a_failed_
         m.stop(timeout=5)
     assert caplog.text.count("Traceback") == 1
     assert "sweep failed" not in caplog.text
+
+
+@pytest.mark.parametrize("exc", EXITS, ids=lambda e: e.__name__)
+def test_an_exit_from_on_expire_on_the_cleanup_thread_does_not_end_its_sweep(clock, exc):
+    import threading
+
+    n = 1000  # several batches (the first holds 256)
+    calls: list[str] = []
+    all_done = threading.Event()
+
+    def on_expire(state, reason) -> None:
+        calls.append(state.id)
+        if len(calls) == n:
+            all_done.set()
+        if state.id == "c0":
+            raise exc()
+
+    m = ConversationExpiryManager(10, 3600, clock=clock, on_expire=on_expire)
+    for i in range(n):
+        m.register_conversation(f"c{i}")
+    clock.advance(11)
+    m._worker.wake()  # one sweep, as at the end of an interval
+    assert all_done.wait(10), f"{len(calls)} of {n} in that sweep"
+    m.stop(timeout=5)

@@ -421,3 +421,21 @@ def test_departures_read_before_an_outage_cut_the_read_short_are_not_lost(
     ended = ExpiryReason.ENDED
     assert sorted(holder.left_elsewhere()) == [("a", incs["a"], ended), ("b", incs["b"], ended)]
     assert holder.left_elsewhere() == []
+
+
+def test_a_sweep_between_a_hold_s_start_and_its_script_keeps_the_stream_read(
+    make: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holder = make()
+    other = make(namespace=holder.namespace)
+    holder.register("v", None, None)
+    start_reading = holder._held.start_reading
+
+    def then_a_sweep(run: Any, events: Any) -> None:
+        start_reading(run, events)
+        assert holder.left_elsewhere() == []  # the cleanup thread, at this very moment
+
+    monkeypatch.setattr(holder._held, "start_reading", then_a_sweep)
+    inc = holder.hold("v")
+    other.ack(other.end("v"))
+    assert holder.left_elsewhere() == [("v", inc, ExpiryReason.ENDED)]

@@ -21,13 +21,13 @@ pytestmark = [
 ]
 
 
-def pool_lock_held_by_a_thread(store: Any, release: threading.Event) -> threading.Thread:
-    """A thread that takes the client's pool lock (as one getting a connection does) and
-    keeps it until ``release``."""
+def lock_held_by_a_thread(lock: Any, release: threading.Event) -> threading.Thread:
+    """A thread that takes ``lock`` (as one running a command does) and keeps it until
+    ``release``."""
     taken = threading.Event()
 
     def hold() -> None:
-        with store._client.connection_pool._lock:
+        with lock:
             taken.set()
             release.wait(WAIT)
 
@@ -45,7 +45,7 @@ def test_a_child_forked_while_a_thread_held_the_pool_lock_uses_the_store(
     m = ConversationExpiryManager(60, 3600, store=store, autostart=False)
     m.register_conversation("before")
     release = threading.Event()
-    thread = pool_lock_held_by_a_thread(store, release)
+    thread = lock_held_by_a_thread(store._client.connection_pool._lock, release)
     if held_for == "a moment":
         threading.Timer(0.05, release.set).start()  # within the fork hook's wait
 
@@ -79,4 +79,25 @@ def test_cleanups_attached_before_a_fork_run_in_the_parent_only(
     assert in_child(child) == "True []"
     m.cleanup_expired()  # the parent reads the departure and runs its own cleanup
     assert ran == [os.getpid()]
+    m.stop()
+
+
+def test_a_child_of_a_single_connection_client_does_not_share_the_parent_s_connection(
+    redis_store: Callable[..., Any],
+) -> None:
+    store = redis_store(single_connection_client=True)
+    m = ConversationExpiryManager(60, 3600, store=store, autostart=False)
+    m.register_conversation("before")
+    release = threading.Event()
+    thread = lock_held_by_a_thread(store._client.single_connection_lock, release)
+
+    def child() -> str:
+        return m.register_conversation("in-child").id
+
+    try:
+        assert in_child(child) == "in-child"
+    finally:
+        release.set()
+        thread.join(WAIT)
+    assert m.get("in-child") is not None and m.update_activity("before").id == "before"
     m.stop()
