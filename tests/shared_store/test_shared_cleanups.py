@@ -66,3 +66,21 @@ def test_an_id_started_again_elsewhere_never_runs_the_old_incarnation_s_cleanups
     assert ran == ["old"]
     assert b.end_conversation("c") is True
     assert ran == ["old", "new, in B"]
+
+
+def test_cleanups_attached_elsewhere_run_while_the_claimant_s_on_expire_still_runs(
+    pair, clock
+) -> None:
+    # Guarantee 11's "within about two cleanup_intervals", whatever the claimant's hook costs.
+    a, b, _events = pair
+    cleaned: list[str] = []
+    a.register_conversation("slow")
+    a.add_cleanup("slow", lambda: cleaned.append("in a"))
+    clock.advance(TTL + 1)
+
+    def a_sweeps_during_b_s_hook(state: Any, reason: ExpiryReason) -> None:
+        a.cleanup_expired()  # a's next sweep, while b's on_expire for it has not returned
+
+    b._callbacks.on_expire = a_sweeps_during_b_s_hook
+    assert b.cleanup_expired() == ["slow"]
+    assert cleaned == ["in a"]

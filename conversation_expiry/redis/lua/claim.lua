@@ -40,6 +40,9 @@ if #lapsed > 0 then
         end
       else
         local taken = struct.pack(HEAD, OWNER, reason, lapses, #cid) .. tail
+        if bit_set(rec_read(rest).f, HELD) then
+          publish(cid, inc, reason, OWNER) -- (again; a claim made before that was published at its ack)
+        end
         redis.call('HSET', K, inc, taken)
         redis.call('ZADD', L, fmt(now + LEASE), inc)
         out[#out + 1] = taken
@@ -68,8 +71,12 @@ if room > 0 then
         local r = rec_read(raw)
         local d = deadline(r)
         if now > d then
-          local blob = claimed_blob(cid, r, due_reason(r))
+          local reason = due_reason(r)
+          local blob = claimed_blob(cid, r, reason)
           local inc = fmt(r.i)
+          if bit_set(r.f, HELD) then -- published now, as claim_one does
+            publish(cid, inc, reason, OWNER)
+          end
           claimed[#claimed + 1] = inc
           claimed[#claimed + 1] = blob
           leases[#leases + 1] = until_

@@ -10,12 +10,10 @@ for n = 4, #ARGV, 2 do
   local raw = redis.call('HGET', C, cid)
   if raw and fmt(rec_read(raw).i) == inc then
     here = true
-  elseif redis.call('HEXISTS', K, inc) == 1 then
-    here = true -- claimed, not yet acknowledged: its ack will publish it
   end
   if not here then
-    local reason = 0
-    local blob = redis.call('HGET', X, inc)
+    local reason = 0 -- claimed (published then), dead-lettered, or acknowledged and trimmed
+    local blob = redis.call('HGET', K, inc) or redis.call('HGET', X, inc)
     if blob then
       local _, r = struct.unpack(HEAD, blob)
       reason = r

@@ -1,5 +1,5 @@
 -- claims: this process's claims on conversations that left, under its lease.
--- needs: record
+-- needs: record, stream
 --
 -- ARGV[2] owner (16 bytes), ARGV[3] lease in microseconds.
 -- A claimed record: owner, reason, lapsed claims, id length; then the id, then a live record.
@@ -32,10 +32,15 @@ local function claimed_blob(cid, r, reason)
 end
 
 -- Move one live record to the claimed ones under this process's lease; append its claimed
--- record to `out`. (A sweep does the same in bulk: claim.lua.)
+-- record to `out`. (A sweep does the same in bulk: claim.lua.) A held one is published now,
+-- not at its acknowledgement: the processes holding cleanups for it learn at once that it has
+-- left, however long this one's on_expire takes.
 local function claim_one(cid, r, reason, now, out)
   local inc = fmt(r.i)
   local blob = claimed_blob(cid, r, reason)
+  if bit_set(r.f, HELD) then
+    publish(cid, inc, reason, OWNER)
+  end
   redis.call('HSET', K, inc, blob)
   redis.call('ZADD', L, fmt(now + LEASE), inc)
   if r.w > 0 then
