@@ -340,4 +340,6 @@ def _store_from(setting: object, namespace: object, name: Callable[[str], str]) 
             f"{name('STORE')} is a Redis URL, which needs the redis extra: "
             "pip install 'conversation-expiry[redis]'"
         ) from exc
-    return RedisStore.from_url(setting, namespace=namespace)
+    # A worker that starts while Redis is away must still start (gunicorn stops the whole
+    # server when one fails to boot): its calls fail until Redis is back (redis/_deferred.py).
+    return RedisStore.from_url(setting, namespace=namespace, _defer=True)

@@ -92,9 +92,12 @@ def fail(exc: Exception, namespace: str | None = None) -> NoReturn:
     raise exc
 
 
-def client_from_url(url: object, kwargs: dict[str, Any], cluster: object = None) -> Any:
+def client_from_url(
+    url: object, kwargs: dict[str, Any], cluster: object = None, defer: bool = False
+) -> Any:
     """A client for ``url`` with the defaults, ``kwargs`` over them: a ``RedisCluster`` when
-    ``cluster`` is True, or is None and the server says it is a Cluster node."""
+    ``cluster`` is True, or is None and the server says it is a Cluster node; with ``defer``, a
+    server that cannot be asked gives a ``DeferredClient``, not StoreUnavailableError."""
     if not isinstance(url, str):
         raise TypeError(f"url must be a str, got {type(url).__name__}: {url!r:.80}")
     if not url.startswith(("redis://", "rediss://", "unix://")):
@@ -109,13 +112,22 @@ def client_from_url(url: object, kwargs: dict[str, Any], cluster: object = None)
     options.update(kwargs)
     try:
         if cluster:
-            return _cluster_client(url, options)
+            return cluster_client(url, options)
         client = redis.Redis.from_url(url, **options)
     except ValueError as exc:
         raise ValueError(f"url is not a valid Redis URL ({exc}): {url!r:.80}") from None
-    if cluster is None and not url.startswith("unix://") and _cluster_node(client):
-        client.close()
-        return _cluster_client(url, options)
+    if cluster is None and not url.startswith("unix://"):
+        try:
+            node = _cluster_node(client)
+        except StoreUnavailableError:
+            if not defer:
+                raise
+            from ._deferred import DeferredClient
+
+            return DeferredClient(url, options, client)
+        if node:
+            client.close()
+            return cluster_client(url, options)
     return client
 
 
@@ -152,7 +164,7 @@ def _cluster_node(client: redis.Redis) -> bool:
             ) from exc
 
 
-def _cluster_client(url: str, options: dict[str, Any]) -> Any:
+def cluster_client(url: str, options: dict[str, Any]) -> Any:
     from redis.cluster import RedisCluster
 
     # RedisCluster takes no health checks (it drops the option); the rest carries over.

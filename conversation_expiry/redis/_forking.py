@@ -24,6 +24,9 @@ _holding: set[int] = set()
 
 def _locks(client: Any) -> Iterator[tuple[Any, str]]:
     """(object, attribute) of the client's locks, in redis-py's own order of taking them."""
+    current = getattr(type(client), "_ce_current", None)  # a DeferredClient: what it uses now
+    if current is not None:
+        client = current(client)
     # A single-connection client holds this one for the whole command, pool locks inside it.
     yield client, "single_connection_lock"
     nodes = getattr(client, "nodes_manager", None)
@@ -81,8 +84,12 @@ class ForkHold:
                 setattr(obj, name, _fresh(lock))
         self._busy.clear()
         _holding.clear()
-        if getattr(self._client, "connection", None) is not None:  # single_connection_client
+        client = self._client
+        current = getattr(type(client), "_ce_current", None)  # (a DeferredClient's own)
+        if current is not None:
+            client = current(client)
+        if getattr(client, "connection", None) is not None:  # single_connection_client
             # Its one connection is the parent's socket (redis-py resets pools in a child, not
             # this): the child's commands take connections from the (reset) pool instead.
-            self._client.connection = None
+            client.connection = None
 

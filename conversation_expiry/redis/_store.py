@@ -104,6 +104,7 @@ class RedisStore(OperatorViews):
         namespace: str = "conversation-expiry",
         lease: float = 30.0,
         cluster: bool | None = None,
+        _defer: bool = False,
         **client_kwargs: Any,
     ) -> RedisStore:
         """A store on a new client for ``url``; ``client_kwargs`` override the defaults
@@ -117,7 +118,8 @@ class RedisStore(OperatorViews):
         """
         check_namespace(namespace)
         to_seconds("lease", lease)
-        store = cls(client_from_url(url, client_kwargs, cluster), namespace=namespace, lease=lease)
+        client = client_from_url(url, client_kwargs, cluster, defer=_defer)
+        store = cls(client, namespace=namespace, lease=lease)
         store._owns_client = True
         return store
 

@@ -140,3 +140,43 @@ def test_from_url_forced_plain_on_a_cluster_node_gets_moved(
             store.count()  # what detection is there for
     finally:
         store.close()
+
+
+class SilentThenClusterNode:
+    """A plain client whose server does not answer, then says it is a Cluster node."""
+
+    def __init__(self) -> None:
+        self.answers = False
+        self.closed = False
+
+    def info(self, section: str) -> dict[str, Any]:
+        if not self.answers:
+            from redis.exceptions import ConnectionError
+
+            raise ConnectionError("refused")
+        return {"cluster_enabled": 1}
+
+    def close(self) -> None:
+        self.closed = True
+
+    def execute_command(self, *args: Any) -> str:
+        return "plain"
+
+
+def test_a_deferred_client_becomes_a_cluster_client_once_the_node_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from conversation_expiry.redis import _deferred
+
+    class Cluster:
+        def execute_command(self, *args: Any) -> str:
+            return "cluster"
+
+    monkeypatch.setattr(_deferred, "cluster_client", lambda url, options: Cluster())
+    monkeypatch.setattr(_deferred, "_ASK_EVERY", 0.0)
+    plain = SilentThenClusterNode()
+    client = _deferred.DeferredClient("redis://node:7000", {}, plain)  # type: ignore[arg-type]
+    assert client.execute_command("PING") == "plain"  # not answering: calls fail on it
+    plain.answers = True
+    assert client.execute_command("PING") == "cluster"
+    assert plain.closed and client.execute_command("PING") == "cluster"

@@ -252,7 +252,8 @@ def test_store_setting_takes_a_redis_url(
     redis_calls: list[tuple[str, dict[str, Any]]],
 ) -> None:
     configure(STORE="rediss://cache:6380/0")
-    assert redis_calls == [("rediss://cache:6380/0", {"namespace": "conversation-expiry"})]
+    expected = {"namespace": "conversation-expiry", "_defer": True}
+    assert redis_calls == [("rediss://cache:6380/0", expected)]
 
 
 def test_store_setting_takes_a_store_object(

@@ -244,7 +244,7 @@ def test_store_setting_takes_a_redis_url(
     make: Callable[..., Flask], redis_calls: list[tuple[str, dict[str, Any]]]
 ) -> None:
     make(CONVERSATION_EXPIRY_STORE="redis://cache:6379/0", CONVERSATION_EXPIRY_NAMESPACE="chat")
-    assert redis_calls == [("redis://cache:6379/0", {"namespace": "chat"})]
+    assert redis_calls == [("redis://cache:6379/0", {"namespace": "chat", "_defer": True})]
 
 
 def test_store_setting_takes_a_store_object(make: Callable[..., Flask], clock: ManualClock) -> None:
@@ -626,3 +626,22 @@ def test_app_built_before_fork_expires_conversations_in_the_child(
     _, status = os.waitpid(pid, 0)
     assert (report, os.waitstatus_to_exitcode(status)) == ("True 404 True", 0)
     assert not expired.is_set()  # the parent's conversations are its own
+
+
+@pytest.mark.redis
+def test_an_app_started_while_redis_is_down_serves_once_it_is_back(
+    make: Callable[..., Flask], tmp_path: Path
+) -> None:
+    # gunicorn stops the whole server when a worker fails to boot: an outage of Redis while a
+    # worker (re)starts must not fail the app's start.
+    from redis_servers import RedisServer
+
+    server = RedisServer(tmp_path / "redis")  # not started yet: its port refuses connections
+    app = make(CONVERSATION_EXPIRY_STORE=server.url, CONVERSATION_EXPIRY_NAMESPACE="boot")
+    assert post(app, "c1").status_code == 500  # StoreUnavailableError, as any call in an outage
+    server.start()
+    try:
+        response = post(app, "c1")
+        assert response.status_code == 200 and response.get_json()["new"] is True
+    finally:
+        server.stop()

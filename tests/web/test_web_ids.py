@@ -377,14 +377,14 @@ def test_store_url_builds_a_redis_store(
     runtimes: list[Runtime], redis_calls: list[tuple[str, dict[str, Any]]], url: str
 ) -> None:
     make_runtime(runtimes, STORE=url)
-    assert redis_calls == [(url, {"namespace": "conversation-expiry"})]
+    assert redis_calls == [(url, {"namespace": "conversation-expiry", "_defer": True})]
 
 
 def test_store_url_uses_the_namespace_setting(
     runtimes: list[Runtime], redis_calls: list[tuple[str, dict[str, Any]]]
 ) -> None:
     make_runtime(runtimes, STORE="redis://cache", NAMESPACE="chat")
-    assert redis_calls == [("redis://cache", {"namespace": "chat"})]
+    assert redis_calls == [("redis://cache", {"namespace": "chat", "_defer": True})]
 
 
 def test_store_url_gives_the_manager_the_store_it_built(
