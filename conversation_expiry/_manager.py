@@ -364,7 +364,14 @@ class ConversationExpiryManager:
         longer to exit), and what is left is logged."""
         seconds = None if timeout is None else to_seconds("timeout", timeout, allow_zero=True)
         started = PERF_COUNTER[0]()
-        self._worker.stop(seconds)
+        # With a shared store, this process's cleanups need nothing of the store: they run while
+        # the thread finishes its batch (it may be waiting on an unreachable Redis for seconds),
+        # and each conversation's still runs once (HeldCleanups hands each out once).
+        early = cleanup_remaining and self._store.shared
+        if early:
+            self._worker.stop(0)  # asked to stop: it ends after its batch
+        else:
+            self._worker.stop(seconds)
         exit_exc: BaseException | None = None
         try:
             if cleanup_remaining:
@@ -372,6 +379,9 @@ class ConversationExpiryManager:
                     self._store, self._finish, self._held, self._callbacks.finish_local,
                     self.__len__, cleanup_for, started,
                 )
+            if early:
+                left = None if seconds is None else started + seconds - PERF_COUNTER[0]()
+                self._worker.stop(None if left is None else max(0.0, left))
         finally:
             self._spent = None
             self._callbacks.faults.flush()

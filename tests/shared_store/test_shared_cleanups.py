@@ -84,3 +84,35 @@ def test_cleanups_attached_elsewhere_run_while_the_claimant_s_on_expire_still_ru
     b._callbacks.on_expire = a_sweeps_during_b_s_hook
     assert b.cleanup_expired() == ["slow"]
     assert cleaned == ["in a"]
+
+
+def test_an_exit_in_limited_time_runs_its_own_cleanups_while_the_thread_is_busy(
+    redis_store: Any, clock: ManualClock
+) -> None:
+    # The integrations' exit (EXIT_TIMEOUT): the thread may be stuck in a slow hook, or in a
+    # call to an unreachable Redis, for longer than the time the exit has; the process's own
+    # cleanups need neither.
+    import threading
+
+    from support import WAIT
+
+    busy, release = threading.Event(), threading.Event()
+
+    def on_expire(state: Any, reason: ExpiryReason) -> None:
+        busy.set()
+        release.wait(WAIT)
+
+    m = ConversationExpiryManager(TTL, 0.01, clock=clock, store=redis_store(), on_expire=on_expire)
+    ran: list[str] = []
+    m.register_conversation("slow")
+    clock.advance(TTL - 1)
+    m.register_conversation("kept")
+    m.add_cleanup("kept", lambda: ran.append("kept"))
+    clock.advance(2)  # "slow" is past due: the thread claims it and stays in its hook
+    assert busy.wait(WAIT)
+    try:
+        m._stop(0.2, True, 0.2)
+        assert ran == ["kept"]
+    finally:
+        release.set()
+        m.stop(timeout=WAIT)
