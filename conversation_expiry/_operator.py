@@ -136,7 +136,7 @@ def main(argv: list[str]) -> int:
 
 
 def _stats(args: argparse.Namespace, out: TextIO) -> int:
-    with _connected(args) as (store, _manager):
+    with _connected(args, reads=True) as (store, _manager):
         counters = _call(args, store.stats)
         deadlines = _call(args, lambda: store.next_deadlines(NEXT_DEADLINES))
     upcoming = [{"id": cid, "expires_at": rfc3339(at)} for cid, at in deadlines]
@@ -161,7 +161,7 @@ def _stats(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def _inspect(args: argparse.Namespace, out: TextIO) -> int:
-    with _connected(args) as (_store, manager):
+    with _connected(args, reads=True) as (_store, manager):
         try:
             state = _call(args, lambda: manager.get(args.cid))
         except (TypeError, ValueError) as exc:
@@ -247,7 +247,7 @@ def resolve_hook(spec: str) -> OnExpire:
 
 @contextmanager
 def _connected(
-    args: argparse.Namespace, on_expire: OnExpire | None = None
+    args: argparse.Namespace, on_expire: OnExpire | None = None, reads: bool = False
 ) -> Iterator[tuple[Any, ConversationExpiryManager]]:
     """A store on ``--redis`` / ``--namespace`` and a threadless manager on it; closed after."""
     try:
@@ -269,6 +269,8 @@ def _connected(
         ))
     except (ValueError, TypeError) as exc:  # the message names the bad --redis or --namespace
         raise _Failure(_scrubbed(_one_line(exc), args.redis)) from None
+    if reads:  # stats and inspect: also a namespace a test's ManualClock drives
+        store.follow_namespace_time()
     try:
         manager = _call(args, lambda: ConversationExpiryManager(
             _TTL, _INTERVAL, store=store, on_expire=on_expire, autostart=False

@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import NoScriptError
@@ -50,6 +51,10 @@ CLAIM_BATCH = 128
 _NOW = b""  # the time argument that means "the server's TIME"
 
 
+def _follow_arg() -> bytes:
+    return b"f"  # the time argument that means "the namespace's own" (lib_clock.lua)
+
+
 class RedisStore(OperatorViews):
     """Conversations of one namespace in Redis, shared by every process that uses it.
 
@@ -82,7 +87,8 @@ class RedisStore(OperatorViews):
         # touch: C and W only, then its own arguments (touch.lua)
         self._touch_head = ("EVALSHA", self._scripts.touch.sha, 2, *keys[:2])
         self._lease_us = str(to_us(self.lease)).encode()
-        self._driven: DrivenTime | None = None  # a manager's clock that is not a SystemClock
+        # A manager's clock that is not a SystemClock, or (operators' reads) the namespace's.
+        self._driven: Callable[[], bytes] | None = None
         self._policy: list[bytes] | None = None
         self._warns = b"0"
         self._held = Held()
@@ -152,6 +158,15 @@ class RedisStore(OperatorViews):
         self._count_lock = threading.Lock()
         self._held = Held()
 
+    def follow_namespace_time(self) -> None:
+        """Read at the namespace's own time, whichever kind it runs on (before binding).
+
+        For the operator commands' reads: a namespace a ManualClock drives (tests) is read at
+        the time its calls last acted on, one on server time at the server's. Such a store
+        must not change anything (a claim would need the driven clock, which is not here).
+        """
+        self._driven = _follow_arg
+
     def _now_arg(self) -> bytes:
         return _NOW if self._driven is None else self._driven()
 
@@ -201,7 +216,9 @@ class RedisStore(OperatorViews):
             b"0" if policy.warning_before is None else str(to_us(policy.warning_before)).encode(),
             str(policy.max_conversations or 0).encode(),
         ]
-        if not isinstance(clock, SystemClock):
+        if self._driven is _follow_arg:
+            pass  # (reads at the namespace's own time: see follow_namespace_time)
+        elif not isinstance(clock, SystemClock):
             self._driven = DrivenTime(clock)  # a ManualClock (tests) drives the store's time
         # A namespace on the other kind of time is refused here rather than at first use (if
         # Redis is down now, every script checks it again).

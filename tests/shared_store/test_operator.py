@@ -25,7 +25,7 @@ from redis_servers import RedisCluster, RedisServer
 
 pytest.importorskip("redis")
 
-from conversation_expiry import ConversationExpiryManager, ExpiryReason
+from conversation_expiry import ConversationExpiryManager, ExpiryReason, ManualClock
 from conversation_expiry import _operator as operator_module
 from conversation_expiry._operator import main, rfc3339
 
@@ -612,3 +612,46 @@ def test_hook_whose_import_exits_is_a_one_line_error(
     err = capsys.readouterr().err
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and "exits (5)" in err
+
+
+@pytest.fixture
+def driven(url: str, namespace: str) -> Iterator[tuple[ConversationExpiryManager, ManualClock]]:
+    """A threadless manager whose ManualClock drives the namespace's time (a test's)."""
+    from conversation_expiry.redis import RedisStore
+
+    clock = ManualClock()
+    store = RedisStore.from_url(url, namespace=namespace)
+    m = ConversationExpiryManager(60, 3600, store=store, clock=clock, autostart=False)
+    yield m, clock
+    m.stop()
+
+
+def test_stats_and_inspect_read_a_namespace_a_manual_clock_drives_at_its_time(
+    url: str, namespace: str, driven: tuple[ConversationExpiryManager, ManualClock],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    manager, clock = driven
+    kept = manager.register_conversation("kept")
+    manager.register_conversation("gone")
+    clock.advance(30)
+    manager.update_activity("kept")
+    clock.advance(31)  # "gone" is past due at the namespace's time, "kept" is not
+    assert manager.is_expired("gone")
+    assert main(["stats", *store_args(url, namespace), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["live"] == 1 and [d["id"] for d in report["next_deadlines"]] == ["kept"]
+    assert main(["inspect", "kept", *store_args(url, namespace), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["created_at"] == rfc3339(kept.created_at)
+    assert main(["inspect", "gone", *store_args(url, namespace)]) == 1
+
+
+def test_sweep_of_a_namespace_a_manual_clock_drives_is_a_one_line_error(
+    url: str, namespace: str, driven: tuple[ConversationExpiryManager, ManualClock],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    manager, _clock = driven
+    manager.register_conversation("c")
+    assert main(["sweep", *store_args(url, namespace)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "driven" in err
+    assert "c" in manager

@@ -24,7 +24,10 @@
 -- one it starts afresh on its own kind, recorded by its first write.
 
 local MARK = '\255'
-local KIND = AT == '' and 's' or 'd'
+-- AT 'f' (the operator commands' reads): whichever kind the namespace runs on, at its own time;
+-- a driven one at its mark, the time its own calls last acted on (no driven clock is here).
+local FOLLOW = AT == 'f'
+local KIND = (AT == '' or FOLLOW) and 's' or 'd'
 local recorded = false -- the namespace's kind as recorded (false: none yet); set by clock_of()
 
 -- The time from `mk`, the mark's value as read from C (false: none yet): (now, ahead), ahead
@@ -35,6 +38,9 @@ local function clock_of(mk)
   if mk then
     recorded = string.sub(mk, 1, 1)
     hw = tonumber(string.sub(mk, 2))
+    if FOLLOW then
+      KIND = recorded
+    end
     if recorded ~= KIND then
       if redis.call('HLEN', C) > 1 or (K and redis.call('HLEN', K) > 0) then
         local names = { s = 'server', d = 'driven' }
@@ -46,7 +52,7 @@ local function clock_of(mk)
   end
   local t
   if KIND == 'd' then
-    t = tonumber(AT)
+    t = FOLLOW and hw or tonumber(AT)
   else
     local tm = redis.call('TIME')
     t = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
