@@ -374,14 +374,16 @@ class ConversationExpiryManager:
             self._worker.stop(seconds)
         exit_exc: BaseException | None = None
         try:
-            if cleanup_remaining:
-                exit_exc = clean_remaining(
-                    self._store, self._finish, self._held, self._callbacks.finish_local,
-                    self.__len__, cleanup_for, started,
-                )
-            if early:
-                left = None if seconds is None else started + seconds - PERF_COUNTER[0]()
-                self._worker.stop(None if left is None else max(0.0, left))
+            try:
+                if cleanup_remaining:
+                    exit_exc = clean_remaining(
+                        self._store, self._finish, self._held, self._callbacks.finish_local,
+                        self.__len__, cleanup_for, started,
+                    )
+            finally:
+                if early:
+                    left = None if seconds is None else started + seconds - PERF_COUNTER[0]()
+                    self._worker.stop(None if left is None else max(0.0, left))
         finally:
             self._spent = None
             self._callbacks.faults.flush()

@@ -270,7 +270,7 @@ def _connected(
     except (ValueError, TypeError) as exc:  # the message names the bad --redis or --namespace
         raise _Failure(_scrubbed(_one_line(exc), args.redis)) from None
     if reads:  # stats and inspect: also a namespace a test's ManualClock drives
-        store.follow_namespace_time()
+        store._follow_namespace_time()
     try:
         manager = _call(args, lambda: ConversationExpiryManager(
             _TTL, _INTERVAL, store=store, on_expire=on_expire, autostart=False

@@ -34,6 +34,7 @@ class DeferredClient:
         self._ce_plain = plain
         self._ce_client: Any = None  # once decided
         self._ce_ask_at = time.monotonic() + _ASK_EVERY  # (the caller has just asked)
+        self._ce_closed = False
         self._ce_lock = threading.Lock()
         _fork.renew_after_fork(self, _ce_lock=threading.Lock)
 
@@ -47,7 +48,7 @@ class DeferredClient:
         if client is not None:
             return client
         now = time.monotonic()
-        if now < self._ce_ask_at or not self._ce_lock.acquire(blocking=False):
+        if self._ce_closed or now < self._ce_ask_at or not self._ce_lock.acquire(blocking=False):
             return self._ce_plain  # (asked just now, or another thread is asking)
         try:
             self._ce_ask_at = now + _ASK_EVERY
@@ -62,13 +63,28 @@ class DeferredClient:
                     client = cluster_client(self._ce_url, self._ce_options)
                 except Exception:
                     return self._ce_plain  # (the next question, in a second)
-                self._ce_plain.close()
+                # Not closed: another thread may be in a command on it (it closes when
+                # collected).
+                self._ce_plain = client
             else:
                 client = self._ce_plain
             self._ce_client = client
             return client
         finally:
             self._ce_lock.release()
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        client = self._ce_decided()
+        try:
+            return client.execute_command(*args, **options)
+        except (rx.MovedError, rx.AskError) as exc:
+            if client is self._ce_client:
+                raise
+            # A Cluster node, not asked yet (or its RedisCluster could not be made): this call
+            # fails as in an outage, and the next one asks.
+            self._ce_ask_at = 0.0
+            raise rx.ConnectionError(f"a Redis Cluster node, the client not made yet: {exc}") \
+                from exc
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_ce_"):  # (not set yet: never ask the server for it)
@@ -82,7 +98,9 @@ class DeferredClient:
             setattr(self._ce_current(), name, value)
 
     def close(self) -> None:
-        self._ce_current().close()
+        self._ce_closed = True
+        with self._ce_lock:  # (a question under way ends first)
+            self._ce_current().close()
 
     def __repr__(self) -> str:
         return f"DeferredClient({self._ce_current()!r})"

@@ -158,12 +158,12 @@ class RedisStore(OperatorViews):
         self._count_lock = threading.Lock()
         self._held = Held()
 
-    def follow_namespace_time(self) -> None:
+    def _follow_namespace_time(self) -> None:
         """Read at the namespace's own time, whichever kind it runs on (before binding).
 
         For the operator commands' reads: a namespace a ManualClock drives (tests) is read at
         the time its calls last acted on, one on server time at the server's. Such a store
-        must not change anything (a claim would need the driven clock, which is not here).
+        only reads: the scripts refuse a change at that time (lib_clock.lua's ``now_rw``).
         """
         self._driven = _follow_arg
 
@@ -217,7 +217,7 @@ class RedisStore(OperatorViews):
             str(policy.max_conversations or 0).encode(),
         ]
         if self._driven is _follow_arg:
-            pass  # (reads at the namespace's own time: see follow_namespace_time)
+            pass  # (reads at the namespace's own time: see _follow_namespace_time)
         elif not isinstance(clock, SystemClock):
             self._driven = DrivenTime(clock)  # a ManualClock (tests) drives the store's time
         # A namespace on the other kind of time is refused here rather than at first use (if
@@ -364,7 +364,8 @@ class RedisStore(OperatorViews):
 
     def drain(self, limit: int) -> Departures:
         # Other processes still serve every conversation: nothing leaves at this one's shutdown.
-        return Departures([], [], {}, float(self._now_arg() or time.time() * 1e6) / 1e6)
+        now = self._driven() if isinstance(self._driven, DrivenTime) else time.time() * 1e6
+        return Departures([], [], {}, float(now) / 1e6)
 
     def left_elsewhere(self) -> list[tuple[str, int, ExpiryReason]]:
         return self._held.left_elsewhere(

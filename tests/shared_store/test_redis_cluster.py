@@ -179,4 +179,23 @@ def test_a_deferred_client_becomes_a_cluster_client_once_the_node_answers(
     assert client.execute_command("PING") == "plain"  # not answering: calls fail on it
     plain.answers = True
     assert client.execute_command("PING") == "cluster"
-    assert plain.closed and client.execute_command("PING") == "cluster"
+    assert client.execute_command("PING") == "cluster"
+
+
+def test_a_deferred_client_fails_a_moved_reply_as_unavailable_and_asks_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Between the first question and the next, the plain client may reach the node again:
+    # a MOVED reply then is the store being unavailable, not an error of the call.
+    from redis import exceptions as rx
+
+    from conversation_expiry.redis import _deferred
+
+    class MovedNode(SilentThenClusterNode):
+        def execute_command(self, *args: Any) -> str:
+            raise rx.MovedError("3999 127.0.0.1:7001")
+
+    client = _deferred.DeferredClient("redis://node:7000", {}, MovedNode())  # type: ignore[arg-type]
+    with pytest.raises(rx.ConnectionError):
+        client.execute_command("EVALSHA", "x", 1, "k")
+    assert client._ce_ask_at == 0.0

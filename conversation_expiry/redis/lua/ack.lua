@@ -1,5 +1,8 @@
--- ack: the claiming process finished these incarnations; forget them (those that were held
--- were published when they were claimed). ARGV[4...] incarnations. Reply: how many acknowledgements came late (the claim
+-- ack: the claiming process finished these incarnations; forget them. Those that were held
+-- were published when they were claimed, and are published again now for the processes still
+-- running the scripts of a version that published only here (a rolling deploy: their gone.lua
+-- takes a claimed incarnation for one still here); a holder takes a departure once.
+-- ARGV[4...] incarnations. Reply: how many acknowledgements came late (the claim
 -- was taken over or dead-lettered): they change nothing. An incarnation already acknowledged
 -- by this owner (a retried ack) is neither late nor changed. One call per batch for each
 -- structure: an ack follows every claimed batch of a sweep.
@@ -20,6 +23,10 @@ for n, inc in ipairs(incs) do
   if blob then
     if string.sub(blob, 1, 16) == OWNER then
       mine[#mine + 1] = inc
+      local _, reason, _, idlen = struct.unpack(HEAD, blob)
+      if bit_set(string.byte(blob, HEAD_LEN + idlen + 1), HELD) then
+        publish(string.sub(blob, HEAD_LEN + 1, HEAD_LEN + idlen), inc, reason, OWNER)
+      end
     else
       late = late + 1
     end

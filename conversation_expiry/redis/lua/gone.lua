@@ -11,9 +11,13 @@ for n = 4, #ARGV, 2 do
   if raw and fmt(rec_read(raw).i) == inc then
     here = true
   end
+  local claimed = redis.call('HGET', K, inc)
+  if claimed and string.sub(claimed, 1, 16) == OWNER then
+    here = true -- this reader's own claim: its manager runs the cleanups, where it claimed
+  end
   if not here then
     local reason = 0 -- claimed (published then), dead-lettered, or acknowledged and trimmed
-    local blob = redis.call('HGET', K, inc) or redis.call('HGET', X, inc)
+    local blob = claimed or redis.call('HGET', X, inc)
     if blob then
       local _, r = struct.unpack(HEAD, blob)
       reason = r

@@ -75,6 +75,9 @@ end
 
 -- For scripts that act on the time: it is recorded, so no later call decides on an earlier one.
 local function now_rw()
+  if FOLLOW then
+    error({ err = 'FOLLOW the namespace\'s own time is for reads' })
+  end
   local t, ahead = clock()
   if ahead or not recorded then
     mark(t)
