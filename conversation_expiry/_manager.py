@@ -103,6 +103,7 @@ class ConversationExpiryManager:
         # Store time up to which the cleanup thread's current wait is known to look after
         # warnings; a registration whose warning falls due earlier wakes it.
         self._covered_until = -math.inf
+        self._wake_pending = False  # woken for a warning: its next sweep looks at them all
         self._next_wait = interval
         self._batch = SWEEP_BATCH  # conversations the next claim of a sweep asks for (_batches)
         self._spent: list[ConversationState] | None = None  # the last sweep's last states
@@ -141,15 +142,19 @@ class ConversationExpiryManager:
 
     def _touch_waking(self, cid: str, extend: bool) -> ConversationState:
         state = self._store.touch(cid, extend)
-        self._wake_for(state)
+        if not self._wake_pending:
+            self._wake_for(state)
         return state
 
     def _wake_for(self, state: ConversationState) -> None:
         # Its warning may fall due before the thread's next wake-up; else the wait covers it.
         assert self.warning_before is not None
+        if self._wake_pending:
+            return  # the thread's next sweep looks at every warning
         if state[1].real <= self._covered_until <= deadline_of(state) - self.warning_before:
             return  # the thread wakes (by store time) before this warning is due
         self._covered_until = -math.inf
+        self._wake_pending = True
         self._worker.wake()
 
     def update_activity(
@@ -326,6 +331,7 @@ class ConversationExpiryManager:
                     wait = next_warning_in
                 self._next_wait = wait
                 self._covered_until = now + wait
+                self._wake_pending = False
             remaining = len(self) if self._telemetry.wants_remaining(span) else -1
             self._telemetry.swept(span, len(expired), remaining, PERF_COUNTER[0]() - started)
         return expired

@@ -161,7 +161,7 @@ class MemoryStore(Ledger):
             # and Book._activity (the id stays where it is queued).
             ttl = self._ttl
             last = v.real
-            if now > last + ttl + SLACK:
+            if now > last + ttl and now > last + ttl + SLACK:  # (the slack only near it)
                 raise ConversationExpiredError(cid)
             if extend:
                 # complex(now, created) exactly (v.real - last is 0.0, and 0.0 + now is now),
@@ -203,7 +203,7 @@ class MemoryStore(Ledger):
                 return None
             ttl = self._ttl
             last = v.real
-            if now > last + ttl + SLACK:
+            if now > last + ttl and now > last + ttl + SLACK:
                 return None
             return snapshot((cid, v, ttl, True, False, offset, None))
         finally:
@@ -218,7 +218,10 @@ class MemoryStore(Ledger):
             now = self._checked(reading)[0]
             if self._plain and not self._ttl_of:  # is_expired's plain case, from Book._is_live
                 v = self._last.get(cid)
-                return v is not None and now <= v.real + self._ttl + SLACK
+                if v is None:
+                    return False
+                due = v.real + self._ttl
+                return now <= due or now <= due + SLACK
             return self._is_live(cid, now)
         finally:
             lock.release()
