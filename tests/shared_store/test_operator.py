@@ -174,16 +174,23 @@ def test_bad_hook_is_a_one_line_error_with_status_2(
     assert "--on-expire" in err and "Traceback" not in err
 
 
-def test_hook_whose_import_raises_is_a_one_line_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("body", "shown"),
+    [("raise RuntimeError('boom\\nsecond line')\n", "boom second line"),
+     ("import sys\nsys.exit(5)\n", "exits (5)")],
+    ids=["raises", "exits"],
+)
+def test_hook_whose_import_fails_is_a_one_line_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    body: str, shown: str,
 ) -> None:
-    (tmp_path / "broken_hook_mod.py").write_text("raise RuntimeError('boom\\nsecond line')\n")
+    (tmp_path / "broken_hook_mod.py").write_text(body)
     monkeypatch.chdir(tmp_path)
     code = main(["sweep", "--redis", "redis://192.0.2.1:1", "--namespace", "n",
                  "--on-expire", "broken_hook_mod:f"])
     err = capsys.readouterr().err
     assert code == 2
-    assert len(err.strip().splitlines()) == 1 and "boom second line" in err
+    assert len(err.strip().splitlines()) == 1 and shown in err
 
 
 @pytest.mark.parametrize("url", ["http://localhost:6379", "redis://localhost:notaport", "::"])
@@ -601,17 +608,6 @@ def test_a_namespace_driven_by_a_manual_clock_is_a_one_line_error(
         m.stop()
         store.close()
 
-
-def test_hook_whose_import_exits_is_a_one_line_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    (tmp_path / "exiting_hook_mod.py").write_text("import sys\nsys.exit(5)\n")
-    monkeypatch.chdir(tmp_path)
-    code = main(["sweep", "--redis", "redis://192.0.2.1:1", "--namespace", "n",
-                 "--on-expire", "exiting_hook_mod:f"])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert len(err.strip().splitlines()) == 1 and "exits (5)" in err
 
 
 @pytest.fixture
