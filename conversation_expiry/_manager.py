@@ -452,6 +452,9 @@ class ConversationExpiryManager:
             hook()
         if self._store.shared:  # the parent's cleanups stay the parent's (guarantee 11)
             self._held.forget_all()
+        # The child's thread starts afresh, its event unset: nothing covers or wakes it yet.
+        self._covered_until = -math.inf
+        self._wake_pending = False
         self._worker.reinit_after_fork()
 
 

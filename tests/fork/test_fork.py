@@ -114,3 +114,23 @@ def test_child_sweeps_with_a_real_clock() -> None:
             return f"expired={done.is_set()}"
 
         assert in_child(child) == "expired=True"
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_child_wakes_its_own_thread_for_warnings(clock: ManualClock) -> None:
+    warned = threading.Event()
+    m = ConversationExpiryManager(
+        10, 3600, clock=clock, warning_before=5, on_warning=lambda s: warned.set()
+    )
+    m._wake_pending = True  # the parent has woken its thread for a warning, not swept yet
+
+    def child() -> str:
+        m.register_conversation("a")  # due for its warning 5 s on
+        clock.advance(6)
+        m.register_conversation("b")  # wakes the thread: "a" is due now
+        return "warned" if warned.wait(5) else "never warned"
+
+    try:
+        assert in_child(child) == "warned"
+    finally:
+        m.stop(timeout=5)
