@@ -15,7 +15,7 @@ from collections.abc import Callable
 from ._extras import missing_extra
 
 try:
-    from flask import Flask, Response, abort, current_app, g, request
+    from flask import Flask, Response, abort, current_app, g, has_app_context, request
 except ImportError as exc:
     raise missing_extra("flask", "Flask 3.0 or later", exc) from exc
 
@@ -52,6 +52,7 @@ class ConversationExpiry:
     ) -> None:
         self._on_expire = on_expire
         self._on_warning = on_warning
+        self._app = app  # (the one given here: what .manager means outside an app context)
         if app is not None:
             self.init_app(app)
 
@@ -77,7 +78,10 @@ class ConversationExpiry:
 
     @property
     def manager(self) -> ConversationExpiryManager:
-        """The current app's manager."""
+        """The current app's manager; outside an app context, the one of the app given to the
+        constructor (an app factory's extension serves several apps: it needs a context)."""
+        if self._app is not None and not has_app_context():
+            return _runtime(self._app).manager
         return current_manager()
 
     def stop(

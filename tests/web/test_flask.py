@@ -645,3 +645,21 @@ def test_an_app_started_while_redis_is_down_serves_once_it_is_back(
         assert response.status_code == 200 and response.get_json()["new"] is True
     finally:
         server.stop()
+
+
+def test_the_extension_s_manager_outside_an_app_context_is_its_app_s(clock: ManualClock) -> None:
+    app = Flask(__name__)
+    app.config.update(CONVERSATION_EXPIRY_CLOCK=clock, CONVERSATION_EXPIRY_AUTOSTART=False)
+    expiry = ConversationExpiry(app)
+    try:
+        assert expiry.manager is app.extensions["conversation_expiry"].manager
+        with app.app_context():
+            assert expiry.manager is current_manager()
+    finally:
+        app.extensions["conversation_expiry"].close(timeout=5)
+
+
+def test_an_app_factory_s_extension_needs_an_app_context_for_its_manager() -> None:
+    expiry = ConversationExpiry()
+    with pytest.raises(RuntimeError, match="application context"):
+        expiry.manager  # noqa: B018
