@@ -39,13 +39,15 @@ LIMIT = 1e12  # seconds (an offset): far beyond any date a datetime can show
 # ``expires_at`` shows.
 SLACK = 5e-7
 _TEXT = (str, bytes, bytearray, memoryview)
-_FROZEN_LO = datetime(1, 1, 2)  # freezegun's times are naive UTC: WALL_LO and WALL_HI as those
-_FROZEN_HI = WALL_HORIZON.replace(tzinfo=None)
 # POSIX seconds a reading plus its offset may stand for: a time whose datetimes exist, and
 # whose deadline too (a reading past them would fail every later call that shows a time, and
 # hold the store's time there: it never goes back).
-WALL_LO = datetime(1, 1, 2, tzinfo=timezone.utc).timestamp()
+_WALL_FIRST = datetime(1, 1, 2, tzinfo=timezone.utc)
+WALL_LO = _WALL_FIRST.timestamp()
 WALL_HI = WALL_HORIZON.timestamp()
+# The same bounds for freezegun's times, which are naive UTC.
+_FROZEN_LO = _WALL_FIRST.replace(tzinfo=None)
+_FROZEN_HI = WALL_HORIZON.replace(tzinfo=None)
 
 # How often SystemClock re-reads the wall/monotonic offset, and how far it must move to be taken.
 _OFFSET_RECHECK = 0.5

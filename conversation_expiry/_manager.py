@@ -142,7 +142,7 @@ class ConversationExpiryManager:
 
     def _touch_waking(self, cid: str, extend: bool) -> ConversationState:
         state = self._store.touch(cid, extend)
-        if not self._wake_pending:
+        if not self._wake_pending:  # (_wake_for's first test, here: no call while one is)
             self._wake_for(state)
         return state
 

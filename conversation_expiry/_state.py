@@ -146,7 +146,7 @@ class ConversationState(tuple, metaclass=_SnapshotType):  # type: ignore[type-ar
     def expires_at(self) -> datetime:
         # From last_activity, so that the two are exactly the TTL apart (``expires_at = now +
         # ttl``): each rounded to the microsecond on its own could differ by one.
-        return _dt(self[1].real, self[5]) + timedelta(seconds=self[2])
+        return self.last_activity + timedelta(seconds=self[2])
 
     @property
     def active(self) -> bool:

@@ -118,7 +118,7 @@ def client_from_url(
         raise ValueError(f"url is not a valid Redis URL ({exc}): {url!r:.80}") from None
     if cluster is None and not url.startswith("unix://"):
         try:
-            node = _cluster_node(client)
+            node = cluster_node(client)
         except StoreUnavailableError:
             if not defer:
                 raise
@@ -146,7 +146,7 @@ def _check_database(url: str) -> None:
         )
 
 
-def _cluster_node(client: redis.Redis) -> bool:
+def cluster_node(client: redis.Redis) -> bool:
     """Whether the server is a Redis Cluster node (``INFO cluster``): a namespace lives in one
     slot, on one node, and a plain client on any other node would get MOVED for every call."""
     try:

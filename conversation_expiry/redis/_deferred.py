@@ -18,7 +18,8 @@ import redis
 from redis import exceptions as rx
 
 from .. import _fork
-from ._client import CLIENT_ERRORS, cluster_client
+from .._errors import StoreUnavailableError
+from ._client import cluster_client, cluster_node
 
 __all__ = ["DeferredClient"]
 
@@ -53,10 +54,8 @@ class DeferredClient:
         try:
             self._ce_ask_at = now + _ASK_EVERY
             try:
-                node = bool(self._ce_plain.info("cluster").get("cluster_enabled"))
-            except rx.ResponseError:
-                node = False  # INFO refused (a managed Redis): no cluster to route for
-            except CLIENT_ERRORS:
+                node = cluster_node(self._ce_plain)
+            except StoreUnavailableError:
                 return self._ce_plain  # still away: this call fails on the plain client
             if node:
                 try:

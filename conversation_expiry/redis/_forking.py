@@ -22,11 +22,15 @@ __all__ = ["ForkHold"]
 _holding: set[int] = set()
 
 
+def _in_use(client: Any) -> Any:
+    """The client itself, or the one a DeferredClient uses now (without asking the server)."""
+    current = getattr(type(client), "_ce_current", None)
+    return client if current is None else current(client)
+
+
 def _locks(client: Any) -> Iterator[tuple[Any, str]]:
     """(object, attribute) of the client's locks, in redis-py's own order of taking them."""
-    current = getattr(type(client), "_ce_current", None)  # a DeferredClient: what it uses now
-    if current is not None:
-        client = current(client)
+    client = _in_use(client)
     # A single-connection client holds this one for the whole command, pool locks inside it.
     yield client, "single_connection_lock"
     nodes = getattr(client, "nodes_manager", None)
@@ -84,10 +88,7 @@ class ForkHold:
                 setattr(obj, name, _fresh(lock))
         self._busy.clear()
         _holding.clear()
-        client = self._client
-        current = getattr(type(client), "_ce_current", None)  # (a DeferredClient's own)
-        if current is not None:
-            client = current(client)
+        client = _in_use(self._client)
         if getattr(client, "connection", None) is not None:  # single_connection_client
             # Its one connection is the parent's socket (redis-py resets pools in a child, not
             # this): the child's commands take connections from the (reset) pool instead.

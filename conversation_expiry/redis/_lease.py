@@ -71,6 +71,9 @@ class LeaseKeeper:
         """Renew every outstanding claim in the caller's thread; raises as the store does."""
         with self._lock:
             batch = list(self._outstanding)
+        self._renew_all(batch)
+
+    def _renew_all(self, batch: list[bytes]) -> None:
         for start in range(0, len(batch), _CHUNK):
             lost = self._renew(batch[start : start + _CHUNK])
             if lost:
@@ -134,10 +137,7 @@ class LeaseKeeper:
                 with self._lock:
                     self._acks_pending = True
                 raise
-        for start in range(0, len(batch), _CHUNK):
-            lost = self._renew(batch[start : start + _CHUNK])
-            if lost:
-                self.discard(lost)
+        self._renew_all(batch)
 
     def after_fork_in_child(self) -> None:
         # The parent's claims stay the parent's: it renews and acknowledges them.

@@ -51,7 +51,7 @@ if raw and mk then
       if AT ~= '' and now > hw then
         -- Driven time (a test's clock) is known only from the calls: its mark follows them,
         -- so that the operator commands read such a namespace at its latest time.
-        redis.call('HSET', C, cid, rec, '\255', 'd' .. string.format('%.17g', now))
+        redis.call('HSET', C, cid, rec, '\255', 'd' .. fmt(now))
       else
         redis.call('HSET', C, cid, rec)
       end
