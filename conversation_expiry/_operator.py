@@ -14,19 +14,24 @@ import importlib
 import json
 import logging
 import os
-import re
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO
-from urllib.parse import urlsplit
 
 from ._errors import ConversationExpiryError, StoreUnavailableError
+from ._operator_text import (
+    one_line,
+    print_json,
+    redacted,
+    rfc3339,
+    scrubbed,
+    show,
+    state_fields,
+)
 
 if TYPE_CHECKING:
     from ._manager import ConversationExpiryManager
-    from ._state import ConversationState
 
 __all__ = ["NEXT_DEADLINES", "main"]
 
@@ -38,7 +43,6 @@ NEXT_DEADLINES = 10
 _TTL = 60.0
 _INTERVAL = 60.0
 
-_UTC = timezone.utc
 OnExpire = Callable[..., object]
 
 
@@ -144,7 +148,7 @@ def _stats(args: argparse.Namespace, out: TextIO) -> int:
         report: dict[str, Any] = {k: int(v) for k, v in counters.items()}
         report["live"] = int(counters.get("live", 0))
         report["next_deadlines"] = upcoming
-        _print_json(report, out)
+        print_json(report, out)
         return 0
     width = max(len(k) for k in ("live", *counters))
     print(f"{'live':<{width}}  {int(counters.get('live', 0))}", file=out)
@@ -154,7 +158,7 @@ def _stats(args: argparse.Namespace, out: TextIO) -> int:
     if upcoming:
         print("next deadlines:", file=out)
         for entry in upcoming:
-            print(f"  {entry['expires_at']}  {_show(entry['id'])}", file=out)
+            print(f"  {entry['expires_at']}  {show(entry['id'])}", file=out)
     else:
         print("next deadlines: none", file=out)
     return 0
@@ -167,20 +171,20 @@ def _inspect(args: argparse.Namespace, out: TextIO) -> int:
         except (TypeError, ValueError) as exc:
             raise _Failure(str(exc)) from None
     if state is None:
-        _error(f"conversation {_show(args.cid)} is not live in namespace {args.namespace!r}")
+        _error(f"conversation {show(args.cid)} is not live in namespace {args.namespace!r}")
         return 1
     fields = state_fields(state)
     if args.json:
-        _print_json(fields, out)
+        print_json(fields, out)
         return 0
     width = max(map(len, fields))
     for key, value in fields.items():
         if key == "id":
-            shown = _show(value)
+            shown = show(value)
         elif isinstance(value, str):
             shown = value  # a time
         else:
-            shown = json.dumps(value)  # (metadata: ASCII, as in _print_json)
+            shown = json.dumps(value)  # (metadata: ASCII, as in print_json)
         print(f"{key + ':':<{width + 1}} {shown}", file=out)
     return 0
 
@@ -190,31 +194,15 @@ def _sweep(args: argparse.Namespace, out: TextIO) -> int:
     with _connected(args, on_expire=hook) as (_store, manager):
         expired = _call(args, manager.cleanup_expired)
     if args.json:
-        _print_json({"expired": expired}, out)
+        print_json({"expired": expired}, out)
         return 0
     print(f"expired {len(expired)} conversation{'' if len(expired) == 1 else 's'}", file=out)
     for cid in expired:
-        print(f"  {_show(cid)}", file=out)
+        print(f"  {show(cid)}", file=out)
     return 0
 
 
 # -- helpers ------------------------------------------------------------------------------------
-
-
-def rfc3339(at: datetime) -> str:
-    """``at`` in UTC as RFC 3339 with microseconds and a ``Z``: one fixed shape for scripts."""
-    if at.utcoffset() is None:
-        at = at.replace(tzinfo=_UTC)  # the library's times are UTC; never guess a local zone
-    return at.astimezone(_UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def state_fields(state: ConversationState) -> dict[str, Any]:
-    """The fields of ``state`` as JSON values: times RFC 3339 UTC, metadata a plain dict."""
-    fields: dict[str, Any] = {}
-    for key, value in state.to_dict().items():
-        fields[key] = rfc3339(value) if isinstance(value, datetime) else value
-    fields["metadata"] = _plain(getattr(state, "metadata", None) or {})
-    return fields
 
 
 def resolve_hook(spec: str) -> OnExpire:
@@ -229,7 +217,7 @@ def resolve_hook(spec: str) -> OnExpire:
     try:
         target: Any = importlib.import_module(module_name)
     except (Exception, SystemExit) as exc:  # the import's error is the hook's, and is reported
-        what = f"exits ({exc.code!r})" if isinstance(exc, SystemExit) else _one_line(exc)
+        what = f"exits ({exc.code!r})" if isinstance(exc, SystemExit) else one_line(exc)
         raise _Failure(f"--on-expire {spec}: cannot import {module_name!r}: {what}") from None
     finally:
         if added:
@@ -257,7 +245,7 @@ def _connected(
         from .redis import RedisStore
     except ImportError as exc:
         raise _Failure(f"the Redis store needs redis-py: pip install "
-                       f"'conversation-expiry[redis]' ({_one_line(exc)})") from None
+                       f"'conversation-expiry[redis]' ({one_line(exc)})") from None
     from ._manager import ConversationExpiryManager
 
     # No retries: a command that cannot reach Redis says so within a few seconds (2 s socket
@@ -268,7 +256,7 @@ def _connected(
             args.redis, namespace=args.namespace, retry=once
         ))
     except (ValueError, TypeError) as exc:  # the message names the bad --redis or --namespace
-        raise _Failure(_scrubbed(_one_line(exc), args.redis)) from None
+        raise _Failure(scrubbed(one_line(exc), args.redis)) from None
     if reads:  # stats and inspect: also a namespace a test's ManualClock drives
         store._follow_namespace_time()
     try:
@@ -289,10 +277,10 @@ def _call(args: argparse.Namespace, fn: Callable[[], Any]) -> Any:
         return fn()
     except StoreUnavailableError as exc:
         cause = exc.__cause__ if exc.__cause__ is not None else exc
-        raise _Failure(f"cannot reach Redis at {_redacted(args.redis)}: "
-                       f"{_scrubbed(_one_line(cause), args.redis)}") from None
+        raise _Failure(f"cannot reach Redis at {redacted(args.redis)}: "
+                       f"{scrubbed(one_line(cause), args.redis)}") from None
     except (ConversationExpiryError, ValueError) as exc:  # ValueError: a namespace on driven time
-        raise _Failure(_scrubbed(_one_line(exc), args.redis)) from None
+        raise _Failure(scrubbed(one_line(exc), args.redis)) from None
     except Exception as exc:
         # redis-py errors the store did not wrap (a wrong server), by module so that this
         # module stays importable without redis-py.
@@ -301,10 +289,10 @@ def _call(args: argparse.Namespace, fn: Callable[[], Any]) -> Any:
         from redis import exceptions as rx
 
         if isinstance(exc, (rx.ConnectionError, rx.TimeoutError)):
-            raise _Failure(f"cannot reach Redis at {_redacted(args.redis)}: "
-                           f"{_scrubbed(_one_line(exc), args.redis)}") from None
-        raise _Failure(f"Redis at {_redacted(args.redis)}: {type(exc).__name__}: "
-                       f"{_scrubbed(_one_line(exc), args.redis)}") from None
+            raise _Failure(f"cannot reach Redis at {redacted(args.redis)}: "
+                           f"{scrubbed(one_line(exc), args.redis)}") from None
+        raise _Failure(f"Redis at {redacted(args.redis)}: {type(exc).__name__}: "
+                       f"{scrubbed(one_line(exc), args.redis)}") from None
 
 
 @contextmanager
@@ -325,58 +313,6 @@ def _logging_to_stderr() -> Iterator[None]:
         yield
     finally:
         logger.removeHandler(handler)
-
-
-def _print_json(value: object, out: TextIO) -> None:
-    # ASCII: any id is a valid store key, a lone surrogate included, which no UTF-8 stream can
-    # write raw (the sweep would be done and its report lost); escaped, json.loads gives it back.
-    print(json.dumps(value), file=out)
-
-
-def _plain(value: object) -> object:
-    """Read-only mappings (and what they hold) as dicts and lists, for ``json.dumps``."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _show(text: str) -> str:
-    """``text`` as is when printable, else as a JSON string: an id must not break a line."""
-    return text if text.isprintable() and text.strip() == text and text else json.dumps(text)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
-def _password(url: str) -> str | None:
-    """The password in ``url``, also when the URL does not parse (it is still masked)."""
-    try:
-        return urlsplit(url).password
-    except ValueError:
-        found = re.match(r"[^:/]+://[^:@/]*:([^@/]*)@", url)
-        return found.group(1) if found else None
-
-
-def _redacted(url: str) -> str:
-    """``url`` without its password, fit for an error message."""
-    return _scrubbed(url, url)
-
-
-def _scrubbed(text: str, url: str) -> str:
-    """``text`` with the password of ``url`` masked, wherever a message quoted it.
-
-    Bare occurrences are masked too (a client's message may quote it alone), unless it is so
-    short that masking would garble the host and port more than it hides.
-    """
-    password = _password(url)
-    if not password:
-        return text
-    text = text.replace(f":{password}@", ":***@")
-    return text.replace(password, "***") if len(password) >= 4 else text
 
 
 def _error(message: str) -> None:

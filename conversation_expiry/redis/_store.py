@@ -12,7 +12,6 @@ import contextlib
 import itertools
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,11 +24,11 @@ from .._errors import (
     ConversationNotFoundError,
     StoreUnavailableError,
 )
-from .._faults import log_safely
 from .._state import ConversationState, ExpiryReason
 from .._store import Departures, Policy, Sweep
 from .._validation import to_seconds
 from . import _codec
+from ._acks import Acknowledgements
 from ._client import CLIENT_ERRORS, check_client, client_from_url, fail, warn_if_evictable
 from ._codec import Claim, DrivenTime, decode_id, encode_id, live_state, to_us, touched_state
 from ._events import Held
@@ -42,7 +41,6 @@ __all__ = ["RedisStore"]
 
 logger = logging.getLogger("conversation_expiry")
 
-_ACK_CHUNK = 1000
 # Conversations per claim script, whatever the manager asks (it sweeps on while more=True): a
 # claim costs ~7 us of server time per conversation, and no script may stall the server's other
 # clients for 5 ms. 256 took 1.8 ms (median) and up to 4 ms on an idle 2-core host; 128 takes
@@ -93,13 +91,10 @@ class RedisStore(OperatorViews):
         self._warns = b"0"
         self._held = Held()
         self._fork_hold: ForkHold | None = None
-        self._unacked: list[Claim] = []
-        self._unacked_lock = threading.Lock()  # the keeper and a sweep both retry them
-        self.late_acks = 0  # acknowledgements of this process that came after a takeover
-        self._count_lock = threading.Lock()  # the keeper thread acknowledges too
         self.maxmemory_warned = False
         self._new_owner()
         self._keeper = LeaseKeeper(self._renew, self._retry_acks, self.lease / 3)
+        self._acks = Acknowledgements(self._send_acks, self._keeper)
         track_store(self)
 
     @classmethod
@@ -153,9 +148,7 @@ class RedisStore(OperatorViews):
         # A child is another process: its claims are its own, the parent's stay the parent's,
         # and so do the cleanups the parent attached (the parent runs them; guarantee 11).
         self._new_owner()
-        self._unacked = []
-        self._unacked_lock = threading.Lock()
-        self._count_lock = threading.Lock()
+        self._acks.after_fork_in_child()
         self._held = Held()
 
     def _follow_namespace_time(self) -> None:
@@ -303,10 +296,10 @@ class RedisStore(OperatorViews):
         return self._departures(blobs, now)
 
     def claim(self, limit: int) -> Sweep:
-        if self._unacked:
+        if self._acks.unsent:
             # Claims of this process that it finished during an outage go first: once their
             # lease has lapsed, this very claim would take them over and run them again.
-            self._retry_acks()
+            self._acks.retry()
         if self._keeper.outstanding:
             # Claims this process still works on are renewed first, so that this claim never
             # takes them over: their lease may have lapsed on a ManualClock moved past it, or
@@ -330,34 +323,19 @@ class RedisStore(OperatorViews):
         return Sweep(deps, warned_states, bool(more), wait)
 
     def ack(self, departures: Departures) -> None:
-        claim = departures.claim
-        if not isinstance(claim, Claim) or claim.acked:
-            return
-        try:
-            self._ack(claim)
-        except StoreUnavailableError:
-            self._unacked.append(claim)  # the keeper retries, so the claim is not renewed forever
-            self._keeper.acks_pending()
-            raise
+        if isinstance(departures.claim, Claim):
+            self._acks.ack(departures.claim)
 
-    def _ack(self, claim: Claim) -> None:
-        incs = claim.incarnations
-        late = 0
-        for start in range(0, len(incs), _ACK_CHUNK):
-            late += int(self._run(self._scripts.ack, incs[start : start + _ACK_CHUNK]))
-        claim.acked = True
-        self._keeper.discard(incs)
-        if late:
-            with self._count_lock:
-                self.late_acks += late
+    @property
+    def late_acks(self) -> int:
+        """This process's acknowledgements that came after another process took the claim."""
+        return self._acks.late
 
-    def _retry_acks(self) -> None:
-        with self._unacked_lock:
-            while self._unacked:
-                claim = self._unacked[0]
-                if not claim.acked:
-                    self._ack(claim)
-                self._unacked.pop(0)
+    def _send_acks(self, incarnations: list[bytes]) -> int:
+        return int(self._run(self._scripts.ack, incarnations))
+
+    def _retry_acks(self) -> None:  # (the keeper's: it is made before the acknowledgements)
+        self._acks.retry()
 
     def _renew(self, incarnations: list[bytes]) -> list[bytes]:
         return list(self._run(self._scripts.renew, incarnations))
@@ -374,20 +352,6 @@ class RedisStore(OperatorViews):
 
     def close(self) -> None:
         self._keeper.close(timeout=5.0)
-        if self._unacked:
-            # The keeper and the next sweep would have sent them: this process has neither
-            # now. Unsent, each claim lapses and another process runs its on_expire again.
-            try:
-                self._retry_acks()
-            except Exception as exc:  # (closing goes on: the client is closed all the same)
-                ids = [cid for claim in self._unacked for cid in claim.ids]
-                log_safely(
-                    logger.warning,
-                    "conversation store closed with %d acknowledgements unsent (%s: %s): their "
-                    "on_expire ran here, and will run again in another process once the lease "
-                    "lapses: %s",
-                    len(ids), type(exc.__cause__ or exc).__name__, exc.__cause__ or exc,
-                    ", ".join(map(repr, ids[:100])) + (" ..." if len(ids) > 100 else ""),
-                )
+        self._acks.flush_at_close()
         if self._owns_client:
             self._client.close()

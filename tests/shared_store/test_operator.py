@@ -27,7 +27,8 @@ pytest.importorskip("redis")
 
 from conversation_expiry import ConversationExpiryManager, ExpiryReason, ManualClock
 from conversation_expiry import _operator as operator_module
-from conversation_expiry._operator import main, rfc3339
+from conversation_expiry._operator import main
+from conversation_expiry._operator_text import rfc3339
 
 RUN_TIMEOUT = 30.0  # seconds for one command in a subprocess; each takes well under one
 RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
