@@ -106,7 +106,7 @@ class Book:
         return deadline
 
     def _due(self, created: float, last: float, ttl: float) -> float:
-        """The latest reading at which the conversation is still live (``_clock.SLACK``)."""
+        """The latest reading at which the conversation is still live (``_readings.SLACK``)."""
         return self._deadline(created, last, ttl) + SLACK
 
     def _reason(self, created: float, last: float, ttl: float) -> ExpiryReason:
