@@ -194,7 +194,7 @@ def test_child_counts_live_conversations_while_the_parent_held_the_metrics_lock(
 
 
 def test_child_logs_a_rejected_id_while_the_parent_held_the_reject_log_lock() -> None:
-    from conversation_expiry._web import RejectLog
+    from conversation_expiry._web_ids import RejectLog
 
     log = RejectLog()
 

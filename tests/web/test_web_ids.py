@@ -15,14 +15,8 @@ from typing import Any
 import pytest
 
 from conversation_expiry import ManualClock, MemoryStore
-from conversation_expiry._web import (
-    DEFAULTS,
-    IdPolicy,
-    InvalidConversationId,
-    RejectLog,
-    Runtime,
-    shown,
-)
+from conversation_expiry._web import DEFAULTS, Runtime
+from conversation_expiry._web_ids import IdPolicy, InvalidConversationId, RejectLog, shown
 
 
 @pytest.fixture
