@@ -10,7 +10,7 @@ round by round (a rotation, see ``measure.interleave``), medians over rounds:
   service sampling at its edge runs for most requests);
 * a sweep's cost per expired conversation: ``expired`` conversations registered on a hand-moved
   clock, moved past their deadline, then one ``cleanup_expired()`` timed (``on_expire`` set);
-* what the decision costs against what it saves: ``Telemetry._dropped`` versus
+* what the decision costs against what it saves: ``Telemetry.dropped`` versus
   ``start_span`` + ``end`` for a child of an unsampled span;
 * with the ``MeterProvider``, how many lag histogram points and removal counts one sweep left
   (per batch: at most ``expired / SWEEP_BATCH``, batches grow while quick; per conversation:
@@ -222,7 +222,7 @@ def _decision_costs(sdk: _Sdk, ops: int, rounds: int) -> tuple[Stat, Stat]:
     args = ["x"] * ops
 
     def decide(_x: str) -> object:
-        return telemetry._dropped(True)
+        return telemetry.dropped(True)
 
     def start(_x: str) -> object:
         span = tracer.start_span("child", record_exception=False, set_status_on_exception=False)

@@ -20,6 +20,7 @@ from ._shutdown import clean_remaining
 from ._state import ConversationState, ExpiryReason, deadline_of, encode_metadata
 from ._store import STORE_METHODS, ConversationStore, Departures
 from ._telemetry import Telemetry, rfc3339
+from ._validation import check_activity_type as _check_activity_type
 from ._validation import check_id, to_seconds
 from ._worker import CleanupThread
 
@@ -34,11 +35,6 @@ Seconds = float | int | timedelta
 SWEEP_BATCH = 256
 
 _first = itemgetter(0)
-
-
-def _check_activity_type(activity_type: object) -> None:
-    if not isinstance(activity_type, str):
-        raise TypeError(f"activity_type must be a str, got {activity_type!r:.80}")
 
 
 class ConversationExpiryManager:
@@ -99,6 +95,20 @@ class ConversationExpiryManager:
         self._held = HeldCleanups()
         self._telemetry = Telemetry(self, tracer_provider, meter_provider)
         self._callbacks = Callbacks(on_expire, on_warning, self._telemetry)
+        # The request path (issue 12, target 3): with the in-memory store, no
+        # meaningful_activities and no warnings, update_activity is the store's one function
+        # (the method below is its reference; it takes the traced path while tracing, as this
+        # does). Not for a subclass that overrides the method.
+        if (
+            type(store_) is MemoryStore
+            and self._meaningful is None
+            and policy.warning_before is None
+            and type(self).update_activity is ConversationExpiryManager.update_activity
+        ):
+            fused = store_.updater(self._telemetry, self._traced_update)
+            fused.__doc__ = ConversationExpiryManager.update_activity.__doc__
+            fused.__qualname__ = ConversationExpiryManager.update_activity.__qualname__
+            self.update_activity = fused  # type: ignore[method-assign]
         self._worker = CleanupThread(self._background_sweep, interval, thread_name)
         # Store time up to which the cleanup thread's current wait is known to look after
         # warnings; a registration whose warning falls due earlier wakes it.
@@ -164,10 +174,10 @@ class ConversationExpiryManager:
 
         With ``meaningful_activities`` set, other activity types only check the conversation.
         """
+        # The reference of MemoryStore.updater, which a manager with the in-memory store, no
+        # meaningful_activities and no warnings has as its update_activity instead.
         if self._telemetry.tracing:  # checks the arguments inside its span: bad input is recorded
-            return self._telemetry.traced_update(
-                self._checked_touch, conversation_id, activity_type
-            )
+            return self._traced_update(conversation_id, activity_type)
         # _checked_touch inlined (the request path untraced): the same checks, then the touch.
         if activity_type.__class__ is not str:
             _check_activity_type(activity_type)
@@ -175,6 +185,9 @@ class ConversationExpiryManager:
         if type(conversation_id) is not str or not conversation_id:
             conversation_id = check_id(conversation_id)
         return self._touch(conversation_id, extend)
+
+    def _traced_update(self, conversation_id: object, activity_type: object) -> ConversationState:
+        return self._telemetry.traced_update(self._checked_touch, conversation_id, activity_type)
 
     def _checked_touch(
         self, conversation_id: object, activity_type: object
@@ -217,7 +230,9 @@ class ConversationExpiryManager:
 
     def get(self, conversation_id: str) -> ConversationState | None:
         """Snapshot of a live conversation, else None."""
-        return self._store.get(check_id(conversation_id))
+        if type(conversation_id) is not str or not conversation_id:
+            conversation_id = check_id(conversation_id)
+        return self._store.get(conversation_id)
 
     def end_conversation(self, conversation_id: str) -> bool:
         """Remove it now and run its cleanups (reason ENDED) here; False if it was not live."""

@@ -117,7 +117,7 @@ class Telemetry:
         self.measuring = _is_real(mp, (metrics.NoOpMeterProvider,))
         self._drops = drops_of(self._tracer) if self.tracing else None
 
-    def _dropped(self, roots: bool) -> bool:
+    def dropped(self, roots: bool) -> bool:
         """Whether a span started here now is certain to be dropped by the tracer's sampler.
 
         ``roots``: whether a root may count (its decision is static only for ALWAYS_OFF).
@@ -144,7 +144,7 @@ class Telemetry:
 
     def span(self, name: str, cid: str | None = None) -> Any:
         """A context manager making a span current; yields it if it records, else None."""
-        if not self.tracing or self._dropped(name not in _HOSTS_CALLABLES):
+        if not self.tracing or self.dropped(name not in _HOSTS_CALLABLES):
             return NO_SPAN
         span = self._start(name, None if cid is None else {"conversation_id": cid})
         return NO_SPAN if span is None else Current(span)
@@ -178,7 +178,7 @@ class Telemetry:
     ) -> ConversationState:
         """``update_activity`` under its span: ``update`` checks the arguments inside it, so bad
         input is recorded as an error like not-found and expired are."""
-        if self._dropped(True):
+        if self.dropped(True):
             return update(raw_id, activity_type)[0]
         with self.span(
             "expiry_manager.update_activity", raw_id if isinstance(raw_id, str) else None
@@ -191,7 +191,7 @@ class Telemetry:
 
     def cleanup_span(self, cid: str, reason: ExpiryReason) -> Any:
         """The span of one conversation's cleanup; yields a scope for ``callback_failed``."""
-        if not self.tracing or self._dropped(False):
+        if not self.tracing or self.dropped(False):
             return NO_SPAN
         return self._cleanup_scope(cid, reason)
 
@@ -199,7 +199,7 @@ class Telemetry:
         """Once per batch of removed conversations: what makes each one's cleanup span, or None
         when every one of them would be dropped (the sampler's decision for children of the
         current span, the sweep's, is the same for all of them)."""
-        if not self.tracing or self._dropped(False):
+        if not self.tracing or self.dropped(False):
             return None
         return self._cleanup_scope
 

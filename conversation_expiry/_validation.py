@@ -10,6 +10,7 @@ __all__ = [
     "MAX_DURATION",
     "MAX_SECONDS",
     "WALL_HORIZON",
+    "check_activity_type",
     "check_id",
     "invalid_id",
     "to_optional_seconds",
@@ -41,6 +42,12 @@ def check_id(value: object, name: str = "conversation_id") -> str:
             return str.__str__(value)  # (not str(): its own __str__ could say anything)
         invalid_id(value, name)
     return value
+
+
+def check_activity_type(activity_type: object) -> None:
+    """Raise unless ``activity_type`` is a str (a subclass too)."""
+    if not isinstance(activity_type, str):
+        raise TypeError(f"activity_type must be a str, got {activity_type!r:.80}")
 
 
 def to_seconds(

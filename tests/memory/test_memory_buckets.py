@@ -45,6 +45,17 @@ def entries(chain: Chain) -> int:
     return sum(map(len, chain.bks[chain.head :]))
 
 
+class Untraced:
+    tracing = False
+
+    def dropped(self, roots: bool) -> bool:
+        raise AssertionError("asked only while tracing")
+
+
+def _never_traced(cid: object, activity_type: object) -> ConversationState:
+    raise AssertionError("not traced")
+
+
 def reference_touch(store: MemoryStore, cid: str, now: float) -> ConversationState:
     """What ``touch`` does, by ``Book``'s reference methods (no lock, no inlining)."""
     created, last, ttl = store._live(cid, now)
@@ -171,24 +182,31 @@ def test_a_new_ttl_moves_the_id_and_the_copy_left_behind_is_stale() -> None:
 def test_the_inlined_touch_and_get_agree_with_the_reference_methods(capacity: int | None) -> None:
     inline, iclock = bound(capacity=capacity)
     reference, rclock = bound(capacity=capacity)
+    fused, fclock = bound(capacity=capacity)  # touched by updater, the manager's fused copy
+    update = fused.updater(Untraced(), _never_traced)
     rng = Random(7)
     ids = [f"c{i}" for i in range(3 * CAP)]
     t = 0.0
     live: list[str] = []
     for step in range(40):
         t += rng.choice((0.0, 0.0, 0.001, 1.0, 7.5))  # ties are common, as with a hand clock
-        iclock.t = rclock.t = t
+        iclock.t = rclock.t = fclock.t = t
         for cid in ids[step * 150 : (step + 1) * 150]:
             assert inline.register(cid, None, None)[0] == reference.register(cid, None, None)[0]
+            fused.register(cid, None, None)
             live.append(cid)
         for cid in rng.sample(live, min(len(live), 400)):
-            assert inline.touch(cid, True) == reference_touch(reference, cid, t)
+            state = inline.touch(cid, True)
+            assert state == reference_touch(reference, cid, t)
+            assert tuple(update(cid)) == tuple(state)  # touch's very layout
             assert inline.get(cid) == reference._get(cid, t, OFFSET)
         for cid in rng.sample(ids, 50):
             assert inline.is_live(cid) == reference._is_live(cid, t)
-        assert order(inline._fresh) == order(reference._fresh)
-        assert inline._last == reference._last and inline._moved == reference._moved
-        assert inline._seq == reference._seq
+        assert order(inline._fresh) == order(reference._fresh) == order(fused._fresh)
+        assert inline._last == reference._last == fused._last
+        assert inline._moved == reference._moved == fused._moved
+        assert inline._seq == reference._seq == fused._seq
+        assert inline._fresh.room == fused._fresh.room
         if step % 10 == 9:
             assert inline.claim(500).departures.states == reference.claim(500).departures.states
 

@@ -1,6 +1,7 @@
 """The in-memory store reads a SystemClock inline in update_activity, as its ``reading`` does.
 
-``MemoryStore.touch`` copies ``SystemClock.reading``'s common case (no patch, no freeze, offset
+``MemoryStore.touch`` (and its copy ``MemoryStore.updater``, the manager's ``update_activity``)
+copies ``SystemClock.reading``'s common case (no patch, no freeze, offset
 not due for a recheck); every other case goes through the clock, as ``get`` and ``is_expired``
 always do. These tests hold the copy to the reference: the clock's own state (its drift, cached
 offset, recheck time, freeze) decides what each request path sees.
@@ -29,8 +30,19 @@ def _update(m: ConversationExpiryManager) -> bool:
     return True
 
 
+def _touch(m: ConversationExpiryManager) -> bool:
+    # MemoryStore.touch itself: update_activity is the store's fused copy of it (updater), so
+    # the reference is driven directly too (with warnings or tracing, the manager calls it).
+    try:
+        m.store.touch("a", True)
+    except ConversationExpiredError:
+        return False
+    return True
+
+
 PATHS: dict[str, Callable[[ConversationExpiryManager], bool]] = {
     "update_activity": _update,
+    "touch": _touch,
     "get": lambda m: m.get("a") is not None,
     "is_expired": lambda m: not m.is_expired("a"),
 }
