@@ -13,6 +13,7 @@ from . import _fork
 from ._batches import next_batch
 from ._callbacks import EXITS, Callbacks, OnExpire, OnWarning, reported
 from ._clock import PERF_COUNTER, Clock, SystemClock
+from ._fused_update import fused_update
 from ._held import HeldCleanups
 from ._memory import MemoryStore
 from ._settings import check_conversation_ttl, check_options, check_seam, meaningful_predicate
@@ -105,7 +106,7 @@ class ConversationExpiryManager:
             and policy.warning_before is None
             and type(self).update_activity is ConversationExpiryManager.update_activity
         ):
-            fused = store_.updater(self._telemetry, self._traced_update)
+            fused = fused_update(store_, self._telemetry, self._traced_update)
             fused.__doc__ = ConversationExpiryManager.update_activity.__doc__
             fused.__qualname__ = ConversationExpiryManager.update_activity.__qualname__
             self.update_activity = fused  # type: ignore[method-assign]
@@ -174,7 +175,7 @@ class ConversationExpiryManager:
 
         With ``meaningful_activities`` set, other activity types only check the conversation.
         """
-        # The reference of MemoryStore.updater, which a manager with the in-memory store, no
+        # The reference of _fused_update.fused_update, which a manager with the in-memory store, no
         # meaningful_activities and no warnings has as its update_activity instead.
         if self._telemetry.tracing:  # checks the arguments inside its span: bad input is recorded
             return self._traced_update(conversation_id, activity_type)

@@ -5,10 +5,9 @@ class adds the lock (``_rwlock``), the store's time and the protocol. ``touch``,
 ``is_live`` are the request path, so they are written out here in full (the reference versions
 are ``Book._live`` / ``Book._activity``, ``Book._get`` and ``Book._is_live``;
 ``tests/memory/test_memory_buckets.py`` checks that both give the same states and the same
-layout, and ``tests/stores/test_store_contract.py`` runs both paths). ``updater`` writes the
-manager's ``update_activity`` checks and ``touch`` out once more, as one function the manager
-installs as its ``update_activity`` when it can (``tests/manager/test_update_fused.py``,
-``tests/memory/test_memory_buckets.py``). ``touch`` also reads a
+layout, and ``tests/stores/test_store_contract.py`` runs both paths). ``_fused_update`` writes
+``touch`` out once more, with the manager's checks, as the manager's ``update_activity`` when
+it can. ``touch`` also reads a
 ``SystemClock`` inline, in the common case of ``SystemClock.reading`` (held to it by
 ``tests/stores/test_store_system_clock.py``); ``get`` and ``is_live`` cost less and call the
 clock.
@@ -25,7 +24,6 @@ from __future__ import annotations
 import math
 import threading
 import time as _time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._clock import (
@@ -46,10 +44,9 @@ from ._rwlock import RWGuard
 from ._state import ConversationState, ExpiryReason, snapshot
 from ._store import Departures, Policy, Sweep
 from ._sweeps import Ledger
-from ._validation import check_activity_type, check_id
 
 if TYPE_CHECKING:
-    from ._telemetry import Telemetry
+    pass
 
 __all__ = ["MemoryStore"]
 
@@ -195,105 +192,6 @@ class MemoryStore(Ledger):
             return snapshot((cid, v, ttl, True, False, offset, None))
         finally:
             lock.release()
-
-    def updater(
-        self, telemetry: Telemetry, traced: Callable[[object, object], ConversationState]
-    ) -> Callable[..., ConversationState]:
-        """The manager's ``update_activity`` in one function, for a bound store whose manager
-        has no ``meaningful_activities`` and no warnings (issue 12, target 3).
-
-        The manager's untraced checks and ``touch(cid, True)``, written out again (one Python
-        frame less), with what never changes once the store is bound (its lock's guard, the
-        record dict, the system clock, the options, the default chain) held in cells instead of read
-        from ``self``: ~75 ns of ~620 at 10k. ``traced`` (the manager's traced path) runs
-        instead whenever tracing is on (read at every call, as the manager's method does) and
-        the sampler may keep the span; one it drops for certain is skipped here, as
-        ``Telemetry.traced_update`` skips it. ``tests/memory/test_memory_buckets.py`` and
-        ``tests/manager/test_update_fused.py`` hold it to ``touch`` and to
-        ``ConversationExpiryManager.update_activity``, its reference versions.
-        """
-        if not self._bound:
-            raise RuntimeError("the store must be bound first")
-        store = self
-        dropped = telemetry.dropped
-        guard = self._guard
-        wait_write = guard.wait_write
-        records = self._last
-        record_of = records.get
-        ttl_of, meta = self._ttl_of, self._meta
-        plain, ties, default_ttl, chain = self._plain, self._ties, self._ttl, self._fresh
-        stock, system = self._stock, self._system
-        t, mono, wall = _time, _REAL[0], _REAL[1]  # (cells: where freezegun does not look)
-
-        def update_activity(
-            conversation_id: str, activity_type: str = "message"
-        ) -> ConversationState:
-            # Sampled out (the SDK's sampler drops the span for certain), the span is skipped
-            # here as ``Telemetry.traced_update`` would skip it: the same calls, untraced.
-            if telemetry.tracing and not dropped(True):
-                return traced(conversation_id, activity_type)
-            if activity_type.__class__ is not str:
-                check_activity_type(activity_type)
-            cid = conversation_id
-            if type(cid) is not str or not cid:
-                cid = check_id(cid)
-            # From here on, touch(cid, True) as written above.
-            if (
-                system is not None
-                and t.monotonic is mono
-                and t.time is wall
-                and system._freeze is None
-                and (now := mono() + system._drift) < system._recheck_at
-            ):
-                offset = system._offset
-            else:
-                now, offset = store._reading()  # (read here: a test may wrap it)
-            lock = guard.write
-            if not lock.acquire(False):
-                wait_write()
-            try:
-                if (
-                    stock
-                    or (
-                        now.__class__ is float
-                        and offset.__class__ in _FLOATS
-                        and -LIMIT < offset < LIMIT
-                        and WALL_LO < now + offset < WALL_HI
-                    )
-                ) and store._floor <= now:
-                    store._floor = now
-                else:
-                    now, offset = store._checked((now, offset))
-                v = record_of(cid)
-                if v is None:
-                    raise ConversationNotFoundError(cid)
-                if not plain or ttl_of or meta:
-                    created, last, ttl = store._live(cid, now)
-                    last = store._activity(cid, created, ttl, ttl, now)
-                    return store._state(cid, created, last, ttl, offset)
-                last = v.real
-                if now > last + default_ttl and now > last + default_ttl + SLACK:
-                    raise ConversationExpiredError(cid)
-                rec = records[cid] = v - last + now
-                if ties:
-                    if now > store._act_t:
-                        store._act_t = now
-                        store._act_id = cid
-                    else:
-                        cur = chain.cur
-                        queued_now = v is cur.get(cid) and last == now
-                        store._stamp(cid, now, not queued_now)
-                        if queued_now:
-                            del cur[cid]
-                            cur[cid] = rec
-                room = chain.room = chain.room - 1
-                if room <= 0:
-                    chain.open(now)
-                return snapshot((cid, rec, default_ttl, True, False, offset, None))
-            finally:
-                lock.release()
-
-        return update_activity
 
     def get(self, cid: str) -> ConversationState | None:
         reading = self._reading()

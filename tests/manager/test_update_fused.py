@@ -1,4 +1,4 @@
-"""``update_activity`` as the in-memory store's one function (``MemoryStore.updater``).
+"""``update_activity`` as the in-memory store's one function (``_fused_update.fused_update``).
 
 With the default store, no ``meaningful_activities`` and no warnings, a manager's
 ``update_activity`` is an instance attribute: the manager's checks and the store's ``touch``

@@ -24,6 +24,7 @@ from conversation_expiry import (
 from conversation_expiry import _buckets as buckets
 from conversation_expiry import _walks as walks
 from conversation_expiry._buckets import CAP, Chain
+from conversation_expiry._fused_update import fused_update
 from conversation_expiry._state import deadline_of
 
 OFFSET = SetClock.OFFSET
@@ -182,8 +183,8 @@ def test_a_new_ttl_moves_the_id_and_the_copy_left_behind_is_stale() -> None:
 def test_the_inlined_touch_and_get_agree_with_the_reference_methods(capacity: int | None) -> None:
     inline, iclock = bound(capacity=capacity)
     reference, rclock = bound(capacity=capacity)
-    fused, fclock = bound(capacity=capacity)  # touched by updater, the manager's fused copy
-    update = fused.updater(Untraced(), _never_traced)
+    fused, fclock = bound(capacity=capacity)  # touched by fused_update, the manager's fused copy
+    update = fused_update(fused, Untraced(), _never_traced)  # type: ignore[arg-type]
     rng = Random(7)
     ids = [f"c{i}" for i in range(3 * CAP)]
     t = 0.0

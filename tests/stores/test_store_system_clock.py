@@ -1,7 +1,7 @@
 """The in-memory store reads a SystemClock inline in update_activity, as its ``reading`` does.
 
-``MemoryStore.touch`` (and its copy ``MemoryStore.updater``, the manager's ``update_activity``)
-copies ``SystemClock.reading``'s common case (no patch, no freeze, offset
+``MemoryStore.touch`` (and its copy ``_fused_update.fused_update``, the manager's
+``update_activity``) copies ``SystemClock.reading``'s common case (no patch, no freeze, offset
 not due for a recheck); every other case goes through the clock, as ``get`` and ``is_expired``
 always do. These tests hold the copy to the reference: the clock's own state (its drift, cached
 offset, recheck time, freeze) decides what each request path sees.
@@ -31,7 +31,7 @@ def _update(m: ConversationExpiryManager) -> bool:
 
 
 def _touch(m: ConversationExpiryManager) -> bool:
-    # MemoryStore.touch itself: update_activity is the store's fused copy of it (updater), so
+    # MemoryStore.touch itself: update_activity is the store's fused copy of it (fused_update), so
     # the reference is driven directly too (with warnings or tracing, the manager calls it).
     try:
         m.store.touch("a", True)
