@@ -117,7 +117,11 @@ def fused_update(
             room = chain.room = chain.room - 1
             if room <= 0:
                 chain.open(now)
-            return snapshot((cid, rec, default_ttl, True, False, offset, None))
+            # The rest of the snapshot is the same for every one at this offset (as in touch).
+            rest = store._rest
+            if rest[3] is not offset:
+                rest = store._rest = (default_ttl, True, False, offset, None)
+            return snapshot((cid, rec, rest))
         finally:
             lock.release()
 

@@ -69,6 +69,9 @@ class MemoryStore(Ledger):
         self._reading: Any = None
         self._stock = False
         self._system: SystemClock | None = None  # the clock, when touch may read it inline
+        # The last item of the request path's snapshots (``_state``'s layout), for the offset
+        # of the latest: (TTL, active, not warned, offset, no metadata).
+        self._rest: tuple[Any, ...] = (None, True, False, None, None)
 
     def bind(self, policy: Policy, clock: Clock) -> None:
         if self._bound:
@@ -188,8 +191,12 @@ class MemoryStore(Ledger):
                 chain.room -= 1  # Chain.tick, inlined
                 if chain.room <= 0:
                     chain.open(now)
-            # The record is the snapshot's times, the TTL its span (``_state``'s layout).
-            return snapshot((cid, v, ttl, True, False, offset, None))
+            # The record is the snapshot's times, the TTL its span (``_state``'s layout); the
+            # rest is the same for every snapshot at this offset.
+            rest = self._rest
+            if rest[3] is not offset:
+                rest = self._rest = (ttl, True, False, offset, None)
+            return snapshot((cid, v, rest))
         finally:
             lock.release()
 
@@ -210,7 +217,10 @@ class MemoryStore(Ledger):
             last = v.real
             if now > last + ttl and now > last + ttl + SLACK:
                 return None
-            return snapshot((cid, v, ttl, True, False, offset, None))
+            rest = self._rest
+            if rest[3] is not offset:
+                rest = self._rest = (ttl, True, False, offset, None)
+            return snapshot((cid, v, rest))
         finally:
             lock.release()
 

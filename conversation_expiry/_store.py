@@ -92,7 +92,8 @@ def new_state(
     snapshot keeps ``expires - last``, which gives ``expires`` back exactly whenever the two
     readings are within a factor of two of each other (Sterbenz), as POSIX seconds are.
     """
-    return snapshot((cid, complex(last, created), expires - last, active, warned, offset, metadata))
+    rest = (expires - last, active, warned, offset, metadata)
+    return snapshot((cid, complex(last, created), rest))
 
 
 def no_departures(now: float) -> Departures:

@@ -34,8 +34,7 @@ class Ledger(Book):
         states: list[ConversationState] = list(
             map(
                 snapshot,
-                zip(ids, vals, repeat(self._ttl), repeat(False), repeat(False), repeat(offset),
-                    repeat(None)),
+                zip(ids, vals, repeat((self._ttl, False, False, offset, None))),
             )
         )
         tokens: dict[str, int] = {}
@@ -59,7 +58,7 @@ class Ledger(Book):
                 tokens[cid] = token
             text = meta.pop(cid, None) if meta else None
             if text is not None:
-                states[i] = snapshot((*state[:6], text))
+                states[i] = snapshot((cid, state[1], (*state[2][:4], text)))
 
     def _collect_warnings(
         self, now: float, offset: float, limit: int, out: list[ConversationState]

@@ -87,6 +87,28 @@ def review(
     due: list[str] = []
     kept: list[complex] = []
     again: list[tuple[str, complex]] = []
+    _sort_out(chain, b, some, recs, vals, take, pop, due, kept, again)
+    for cid, live in again:
+        chain.put(cid, live)
+    return due, kept, n
+
+
+def _sort_out(
+    chain: Chain,
+    b: dict[str, complex],
+    some: list[str],
+    recs: list[complex],
+    vals: list[complex | None],
+    take: bool,
+    pop: bool,
+    due: list[str],
+    kept: list[complex],
+    again: list[tuple[str, complex]],
+) -> None:
+    """Entries ``some`` of ``b`` (queued with ``recs``, now with records ``vals``) one by one:
+    the past due to ``due`` and ``kept`` (with ``take`` they leave ``b`` and the records), the
+    rest leave ``b``, those active since to ``again`` (queue them again after)."""
+    lastd = chain.last
     for cid, rec, v in zip(some, recs, vals, strict=True):
         if v is rec:
             due.append(cid)
@@ -104,9 +126,59 @@ def review(
         live = chain.again(cid, rec, v)
         if live is not None:
             again.append((cid, live))
-    for cid, live in again:
-        chain.put(cid, live)
-    return due, kept, n
+
+
+def _take_whole(
+    chain: Chain, now: float, ttl: float, room: int
+) -> tuple[list[str], list[complex], int]:
+    """Take the buckets from the head that are past due whole (by their latest entry), fit in
+    ``room`` together and are in order, each as ``review`` takes one, and how many entries
+    were reviewed: none if the head bucket is not such. A bucket with ids active since or
+    stale is reviewed as ``review`` does, and is the last: the caller goes on from there.
+
+    One call for them all, with the loops over ids in C: ``review`` and its callers cost
+    ~2.5 us a bucket besides its ids, ~4% of a sweep of 1,000 at 10k.
+    """
+    bks, mixed, cur, lastd = chain.bks, chain.mixed, chain.cur, chain.last
+    ids: list[str] = []
+    recs: list[complex] = []
+    n = 0
+    i = chain.head
+    while i < len(bks):
+        b = bks[i]
+        if b:
+            k = len(b)
+            if (
+                n + k > room
+                or (mixed and id(b) in mixed)
+                or not now > next(reversed(b.values())).real + ttl
+            ):
+                break
+            n += k
+            theirs = list(b.values())
+            pop = chain.clean  # (as in ``review``)
+            vals = list(map(lastd.pop if pop else lastd.get, b, repeat(None)))
+            if vals == theirs:
+                if not pop:
+                    deque(map(lastd.__delitem__, b), 0)
+                ids += b
+                recs += theirs
+                b.clear()
+                chain.size -= k
+                chain.clean = True
+            else:
+                chain.clean = False
+                again: list[tuple[str, complex]] = []
+                chain.walking = i
+                _sort_out(chain, b, list(b), theirs, vals, True, pop, ids, recs, again)
+                for cid, live in again:
+                    chain.put(cid, live)
+                chain.walking = -1
+                break
+        if b is cur:
+            break
+        i += 1
+    return ids, recs, n
 
 
 def _settled(
@@ -129,8 +201,11 @@ def _settled(
         due, their, n = review(chain, b, now, ttl, len(b) if again else limit - work, take)
         work += n
         if take:
-            ids += due
-            recs += their
+            if ids:
+                ids += due
+                recs += their
+            else:  # (the lists are the review's own)
+                ids, recs = due, their
             if their and their[0].real < earliest:
                 earliest = their[0].real
             k = 0
@@ -178,10 +253,18 @@ def pop_due(
             if whole:
                 break
         room = limit - len(ids)
-        left, due, their, work, first = _settled(chain, chain.head, now, ttl, room, True)
+        due, their, work = _take_whole(chain, now, ttl, room)
+        if work:  # buckets past due whole, taken in one call
+            left = None
+            first = their[0].real if their else _INF
+        else:
+            left, due, their, work, first = _settled(chain, chain.head, now, ttl, room, True)
         budget -= work
-        ids += due
-        recs += their
+        if ids:
+            ids += due
+            recs += their
+        else:  # (the lists are the walk's own)
+            ids, recs = due, their
         if first < earliest:
             earliest = first
         # Nothing at the head is due for review; or ``_settled`` stopped within its budget
