@@ -30,8 +30,8 @@ from itertools import count
 from ._buckets import NO_LIMIT, Chain
 from ._clock import SLACK
 from ._errors import ConversationExpiredError, ConversationNotFoundError
-from ._state import ConversationState, ExpiryReason
-from ._store import Departures, Policy, new_state
+from ._state import ConversationState, ExpiryReason, snapshot
+from ._store import Departures, Policy
 from ._walks import advance
 
 __all__ = ["Book", "Queue"]
@@ -131,7 +131,10 @@ class Book:
         warned = bool(self._warned) and cid in self._warned
         meta = self._meta.get(cid) if self._meta else None
         deadline = self._deadline(created, last, ttl)
-        return new_state(cid, created, last, deadline, active, warned, offset, meta)
+        # The TTL itself when it makes the deadline: the span the request path's snapshots
+        # carry (``_fused_update``), where ``deadline - last`` may be a rounding off it.
+        span = ttl if deadline == last + ttl else deadline - last
+        return snapshot((cid, complex(last, created), (span, active, warned, offset, meta)))
 
     def _stamp(self, cid: str, now: float, lazy: bool) -> None:
         """Note an activity of ``cid`` at ``now`` (``lazy``: left where it is queued).

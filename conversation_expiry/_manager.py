@@ -96,17 +96,21 @@ class ConversationExpiryManager:
         self._held = HeldCleanups()
         self._telemetry = Telemetry(self, tracer_provider, meter_provider)
         self._callbacks = Callbacks(on_expire, on_warning, self._telemetry)
-        # The request path (issue 12, target 3): with the in-memory store, no
-        # meaningful_activities and no warnings, update_activity is the store's one function
-        # (the method below is its reference; it takes the traced path while tracing, as this
-        # does). Not for a subclass that overrides the method.
+        # The request path (issue 12, target 3): with the in-memory store, update_activity is
+        # one function, its checks and the store's touch (the method below is its reference;
+        # it takes the traced path while tracing, as this does). Not for a subclass that
+        # overrides the method.
         if (
             type(store_) is MemoryStore
-            and self._meaningful is None
-            and policy.warning_before is None
             and type(self).update_activity is ConversationExpiryManager.update_activity
         ):
-            fused = fused_update(store_, self._telemetry, self._traced_update)
+            fused = fused_update(
+                store_,
+                self._telemetry,
+                self._traced_update,
+                self._meaningful,
+                None if policy.warning_before is None else self._wake_for,
+            )
             fused.__doc__ = ConversationExpiryManager.update_activity.__doc__
             fused.__qualname__ = ConversationExpiryManager.update_activity.__qualname__
             self.update_activity = fused  # type: ignore[method-assign]
@@ -175,8 +179,8 @@ class ConversationExpiryManager:
 
         With ``meaningful_activities`` set, other activity types only check the conversation.
         """
-        # The reference of _fused_update.fused_update, which a manager with the in-memory store, no
-        # meaningful_activities and no warnings has as its update_activity instead.
+        # The reference of _fused_update.fused_update, which a manager with the in-memory store
+        # has as its update_activity instead.
         if self._telemetry.tracing:  # checks the arguments inside its span: bad input is recorded
             return self._traced_update(conversation_id, activity_type)
         # _checked_touch inlined (the request path untraced): the same checks, then the touch.

@@ -1,16 +1,12 @@
 """The default store: conversations in this process's memory, behind a readerwriterlock lock.
 
 The bookkeeping is :class:`~conversation_expiry._book.Book` (sweeps: ``_sweeps.Ledger``); this
-class adds the lock (``_rwlock``), the store's time and the protocol. ``touch``, ``get`` and
-``is_live`` are the request path, so they are written out here in full (the reference versions
-are ``Book._live`` / ``Book._activity``, ``Book._get`` and ``Book._is_live``;
-``tests/memory/test_memory_buckets.py`` checks that both give the same states and the same
-layout, and ``tests/stores/test_store_contract.py`` runs both paths). ``_fused_update`` writes
-``touch`` out once more, with the manager's checks, as the manager's ``update_activity`` when
-it can. ``touch`` also reads a
-``SystemClock`` inline, in the common case of ``SystemClock.reading`` (held to it by
-``tests/stores/test_store_system_clock.py``); ``get`` and ``is_live`` cost less and call the
-clock.
+class adds the lock (``_rwlock``), the store's time and the protocol. ``get`` and ``is_live``
+are the request path, so they are written out here in full (the reference versions are
+``Book._get`` and ``Book._is_live``; ``tests/memory/test_memory_buckets.py`` checks that both
+give the same states and the same layout, and ``tests/stores/test_store_contract.py`` runs both
+paths). ``touch`` is the reference of the manager's ``update_activity`` on this store, which
+writes it out with the manager's checks and reads a ``SystemClock`` inline (``_fused_update``).
 
 Time is the manager's clock, read *before* the lock is taken (a clock that stalls its caller
 must not stall everyone) and checked under it against the latest reading the store acted on: an
@@ -23,11 +19,9 @@ from __future__ import annotations
 
 import math
 import threading
-import time as _time
 from typing import TYPE_CHECKING, Any
 
 from ._clock import (
-    _REAL,
     LIMIT,
     SLACK,
     WALL_HI,
@@ -39,7 +33,6 @@ from ._clock import (
     is_stock,
     reader,
 )
-from ._errors import ConversationExpiredError, ConversationNotFoundError
 from ._rwlock import RWGuard
 from ._state import ConversationState, ExpiryReason, snapshot
 from ._store import Departures, Policy, Sweep
@@ -68,7 +61,7 @@ class MemoryStore(Ledger):
         self._bound = False
         self._reading: Any = None
         self._stock = False
-        self._system: SystemClock | None = None  # the clock, when touch may read it inline
+        self._system: SystemClock | None = None  # the clock, when it may be read inline
         # The last item of the request path's snapshots (``_state``'s layout), for the offset
         # of the latest: (TTL, active, not warned, offset, no metadata).
         self._rest: tuple[Any, ...] = (None, True, False, None, None)
@@ -119,86 +112,16 @@ class MemoryStore(Ledger):
             return now, offset
         return self._floor, offset
 
-    def touch(
-        self,
-        cid: str,
-        extend: bool,
-        _t: Any = _time,
-        _mono: Any = _REAL[0],
-        _wall: Any = _REAL[1],
-    ) -> ConversationState:
-        # SystemClock.reading's common case, inlined (~65 ns of a ~770 ns call); the default
-        # arguments keep the real time functions where freezegun does not patch them.
-        clock = self._system
-        if (
-            clock is not None
-            and _t.monotonic is _mono
-            and _t.time is _wall
-            and clock._freeze is None
-            and (now := _mono() + clock._drift) < clock._recheck_at
-        ):
-            offset = clock._offset
-        else:
-            now, offset = self._reading()
-        lock = self._guard.write
-        if not lock.acquire(False):
-            self._guard.wait_write()  # (the sweep lets us in before its next batch)
-        try:
-            # Store time: _checked's common case, inlined (a stock clock's reading is a float).
-            if (
-                self._stock
-                or (
-                    now.__class__ is float
-                    and offset.__class__ in _FLOATS
-                    and -LIMIT < offset < LIMIT
-                    and WALL_LO < now + offset < WALL_HI
-                )
-            ) and self._floor <= now:
-                self._floor = now
-            else:
-                now, offset = self._checked((now, offset))
-            v = self._last.get(cid)
-            if v is None:
-                raise ConversationNotFoundError(cid)
-            if not self._plain or self._ttl_of or self._meta:
-                created, last, ttl = self._live(cid, now)
-                if extend:
-                    last = self._activity(cid, created, ttl, ttl, now)
-                return self._state(cid, created, last, ttl, offset)
-            # No max_age, no warnings, the default TTL: the hot path, inlined from Book._live
-            # and Book._activity (the id stays where it is queued).
-            ttl = self._ttl
-            last = v.real
-            if now > last + ttl and now > last + ttl + SLACK:  # (the slack only near it)
-                raise ConversationExpiredError(cid)
+    def touch(self, cid: str, extend: bool) -> ConversationState:
+        # The manager's update_activity is this, written out with its checks, whenever it can
+        # be (``_fused_update``): this is the reference, for the traced path and subclasses.
+        reading = self._reading()
+        with self._guard.writing:
+            now, offset = self._checked(reading)
+            created, last, ttl = self._live(cid, now)
             if extend:
-                # complex(now, created) exactly (v.real - last is 0.0, and 0.0 + now is now),
-                # ~50 ns cheaper than reading v.imag and calling complex().
-                rec = self._last[cid] = v - last + now
-                chain = self._fresh
-                if self._ties:  # Book._stamp, inlined (only evictions ask the order of activity)
-                    if now > self._act_t:
-                        self._act_t = now
-                        self._act_id = cid
-                    else:  # the reading of an earlier activity: as Book._activity does
-                        cur = chain.cur
-                        queued_now = v is cur.get(cid) and last == now
-                        self._stamp(cid, now, not queued_now)
-                        if queued_now:  # queued at this very reading: to the end of its order
-                            del cur[cid]
-                            cur[cid] = rec
-                v = rec
-                chain.room -= 1  # Chain.tick, inlined
-                if chain.room <= 0:
-                    chain.open(now)
-            # The record is the snapshot's times, the TTL its span (``_state``'s layout); the
-            # rest is the same for every snapshot at this offset.
-            rest = self._rest
-            if rest[3] is not offset:
-                rest = self._rest = (ttl, True, False, offset, None)
-            return snapshot((cid, v, rest))
-        finally:
-            lock.release()
+                last = self._activity(cid, created, ttl, ttl, now)
+            return self._state(cid, created, last, ttl, offset)
 
     def get(self, cid: str) -> ConversationState | None:
         reading = self._reading()

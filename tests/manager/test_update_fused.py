@@ -62,18 +62,23 @@ def test_the_default_manager_gets_the_fused_function() -> None:
 
 
 @pytest.mark.parametrize(
+    "options",
+    [{"meaningful_activities": {"message"}}, {"warning_before": 1.0, "on_warning": print}],
+    ids=["meaningful_activities", "warnings"],
+)
+def test_a_manager_with_options_gets_the_fused_function_too(options: dict[str, Any]) -> None:
+    m = ConversationExpiryManager(TTL, 3600, autostart=False, clock=ManualClock(START), **options)
+    assert fused(m)
+    m.stop()
+
+
+@pytest.mark.parametrize(
     "make",
     [
-        lambda c: ConversationExpiryManager(
-            TTL, 3600, autostart=False, clock=c, meaningful_activities={"message"}
-        ),
-        lambda c: ConversationExpiryManager(
-            TTL, 3600, autostart=False, clock=c, warning_before=1.0, on_warning=print
-        ),
         lambda c: ConversationExpiryManager(TTL, 3600, autostart=False, clock=c, store=SubStore()),
         lambda c: Sub(TTL, 3600, autostart=False, clock=c),
     ],
-    ids=["meaningful_activities", "warnings", "a MemoryStore subclass", "a subclass"],
+    ids=["a MemoryStore subclass", "a subclass"],
 )
 def test_other_managers_keep_the_method(make: Callable[[ManualClock], Any]) -> None:
     m = make(ManualClock(START))
@@ -83,14 +88,28 @@ def test_other_managers_keep_the_method(make: Callable[[ManualClock], Any]) -> N
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"max_conversations": 40}, {"max_age": 25.0}, {"custom": True}],
-    ids=["plain", "capacity: ties", "max_age", "custom TTLs and metadata"],
+    [
+        {},
+        {"max_conversations": 40},
+        {"max_age": 25.0},
+        {"custom": True},
+        {"meaningful_activities": {"message"}},
+        {"meaningful_activities": {"message"}, "max_conversations": 40},
+        {"warning_before": 2.0},
+    ],
+    ids=[
+        "plain", "capacity: ties", "max_age", "custom TTLs and metadata",
+        "meaningful_activities", "meaningful_activities and capacity", "warnings",
+    ],
 )
 def test_the_fused_function_agrees_with_the_method(options: dict[str, Any]) -> None:
     custom = options.pop("custom", False)
     managers, clocks = [], []
-    for _ in range(2):
+    warned: list[list[tuple[str, bool]]] = [[], []]
+    for k in range(2):
         clock = ManualClock(START)
+        if "warning_before" in options:
+            options["on_warning"] = lambda s, k=k: warned[k].append((s.id, s.warning_sent))
         managers.append(
             ConversationExpiryManager(TTL, 3600, autostart=False, clock=clock, **options)
         )
@@ -126,6 +145,8 @@ def test_the_fused_function_agrees_with_the_method(options: dict[str, Any]) -> N
         ):
             assert type(results[0][1]) is type(results[1][1])
             assert tuple(results[0][1]) == tuple(results[1][1])  # the layout, exactly
+    assert warned[0] == warned[1]
+    assert fast._wake_pending == ref._wake_pending
     a, b = fast._store, ref._store
     assert isinstance(a, MemoryStore) and isinstance(b, MemoryStore)
     assert a._last == b._last and a._seq == b._seq and a._floor == b._floor

@@ -184,7 +184,7 @@ def test_the_inlined_touch_and_get_agree_with_the_reference_methods(capacity: in
     inline, iclock = bound(capacity=capacity)
     reference, rclock = bound(capacity=capacity)
     fused, fclock = bound(capacity=capacity)  # touched by fused_update, the manager's fused copy
-    update = fused_update(fused, Untraced(), _never_traced)  # type: ignore[arg-type]
+    update = fused_update(fused, Untraced(), _never_traced, None, None)  # type: ignore[arg-type]
     rng = Random(7)
     ids = [f"c{i}" for i in range(3 * CAP)]
     t = 0.0

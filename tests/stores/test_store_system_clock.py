@@ -1,10 +1,11 @@
 """The in-memory store reads a SystemClock inline in update_activity, as its ``reading`` does.
 
-``MemoryStore.touch`` (and its copy ``_fused_update.fused_update``, the manager's
-``update_activity``) copies ``SystemClock.reading``'s common case (no patch, no freeze, offset
-not due for a recheck); every other case goes through the clock, as ``get`` and ``is_expired``
-always do. These tests hold the copy to the reference: the clock's own state (its drift, cached
-offset, recheck time, freeze) decides what each request path sees.
+The manager's ``update_activity`` on the in-memory store (``_fused_update.fused_update``)
+copies ``SystemClock.reading``'s common case (no patch, no freeze, offset not due for a
+recheck); every other case goes through the clock, as ``MemoryStore.touch`` (its
+reference), ``get`` and ``is_expired`` always do. These tests hold the copy to the
+reference: the clock's own state (its drift, cached offset, recheck time, freeze) decides what
+each request path sees.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ def _update(m: ConversationExpiryManager) -> bool:
 
 
 def _touch(m: ConversationExpiryManager) -> bool:
-    # MemoryStore.touch itself: update_activity is the store's fused copy of it (fused_update), so
-    # the reference is driven directly too (with warnings or tracing, the manager calls it).
+    # MemoryStore.touch itself, the reference of update_activity's fused copy (fused_update):
+    # the traced path calls it.
     try:
         m.store.touch("a", True)
     except ConversationExpiredError:
