@@ -9,11 +9,11 @@ from operator import itemgetter
 from types import TracebackType
 from typing import Any
 
-from . import _fork
+from . import _fork, _fused_update
 from ._batches import next_batch
 from ._callbacks import EXITS, Callbacks, OnExpire, OnWarning, reported
 from ._clock import PERF_COUNTER, Clock, SystemClock
-from ._fused_update import fused_update
+from ._fused_update import inline_parts
 from ._held import HeldCleanups
 from ._memory import MemoryStore
 from ._settings import check_conversation_ttl, check_options, check_seam, meaningful_predicate
@@ -96,24 +96,8 @@ class ConversationExpiryManager:
         self._held = HeldCleanups()
         self._telemetry = Telemetry(self, tracer_provider, meter_provider)
         self._callbacks = Callbacks(on_expire, on_warning, self._telemetry)
-        # The request path (issue 12, target 3): with the in-memory store, update_activity is
-        # one function, its checks and the store's touch (the method below is its reference;
-        # it takes the traced path while tracing, as this does). Not for a subclass that
-        # overrides the method.
-        if (
-            type(store_) is MemoryStore
-            and type(self).update_activity is ConversationExpiryManager.update_activity
-        ):
-            fused = fused_update(
-                store_,
-                self._telemetry,
-                self._traced_update,
-                self._meaningful,
-                None if policy.warning_before is None else self._wake_for,
-            )
-            fused.__doc__ = ConversationExpiryManager.update_activity.__doc__
-            fused.__qualname__ = ConversationExpiryManager.update_activity.__qualname__
-            self.update_activity = fused  # type: ignore[method-assign]
+        # What update_activity needs to touch the in-memory store itself (None: another store).
+        self._inline = inline_parts(store_)
         self._worker = CleanupThread(self._background_sweep, interval, thread_name)
         # Store time up to which the cleanup thread's current wait is known to look after
         # warnings; a registration whose warning falls due earlier wakes it.
@@ -172,24 +156,8 @@ class ConversationExpiryManager:
         self._wake_pending = True
         self._worker.wake()
 
-    def update_activity(
-        self, conversation_id: str, activity_type: str = "message"
-    ) -> ConversationState:
-        """Slide the expiry to now + ttl (Go: ``UpdateActivity``); never revives an expired one.
-
-        With ``meaningful_activities`` set, other activity types only check the conversation.
-        """
-        # The reference of _fused_update.fused_update, which a manager with the in-memory store
-        # has as its update_activity instead.
-        if self._telemetry.tracing:  # checks the arguments inside its span: bad input is recorded
-            return self._traced_update(conversation_id, activity_type)
-        # _checked_touch inlined (the request path untraced): the same checks, then the touch.
-        if activity_type.__class__ is not str:
-            _check_activity_type(activity_type)
-        extend = True if self._meaningful is None else bool(self._meaningful(activity_type))
-        if type(conversation_id) is not str or not conversation_id:
-            conversation_id = check_id(conversation_id)
-        return self._touch(conversation_id, extend)
+    # Written in _fused_update, the request path's own module: the checks and the touch in one.
+    update_activity = _fused_update.update_activity
 
     def _traced_update(self, conversation_id: object, activity_type: object) -> ConversationState:
         return self._telemetry.traced_update(self._checked_touch, conversation_id, activity_type)

@@ -1,19 +1,22 @@
-"""``update_activity`` as the in-memory store's one function (``_fused_update.fused_update``).
+"""``update_activity`` touches the in-memory store itself (``_fused_update``).
 
-With the default store, no ``meaningful_activities`` and no warnings, a manager's
-``update_activity`` is an instance attribute: the manager's checks and the store's ``touch``
-written out in one function. These tests hold it to its reference versions, the method
-``ConversationExpiryManager.update_activity`` (which calls ``MemoryStore.touch``): the same
-states, the same errors, the same store layout, and the traced path whenever tracing is on.
+With the in-memory store, a manager's ``update_activity`` does the store's touch itself, the
+clock's common case and the bookkeeping's plain case written out. These tests hold it to its
+reference, the same method on a store that is not exactly ``MemoryStore`` (a subclass), which
+calls ``MemoryStore.touch``: the same states, the same errors, the same store layout, and the
+traced path whenever tracing is on and the sampler may keep the span.
 """
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from random import Random
 from typing import Any
+from unittest import mock
 
 import pytest
 from opentelemetry import trace
@@ -32,7 +35,7 @@ REFERENCE = ConversationExpiryManager.update_activity
 
 
 def fused(m: ConversationExpiryManager) -> bool:
-    return "update_activity" in vars(m)
+    return m._inline is not None
 
 
 def outcome(call: Callable[[], Any]) -> tuple[str, Any]:
@@ -42,20 +45,15 @@ def outcome(call: Callable[[], Any]) -> tuple[str, Any]:
         return type(exc).__name__, str(exc)
 
 
-class Sub(ConversationExpiryManager):
-    def update_activity(self, conversation_id: str, activity_type: str = "message") -> Any:
-        return super().update_activity(conversation_id, activity_type)
-
-
 class SubStore(MemoryStore):
     pass
 
 
-def test_the_default_manager_gets_the_fused_function() -> None:
+def test_the_default_manager_touches_its_store_inline() -> None:
     m = ConversationExpiryManager(TTL, 3600, autostart=False, clock=ManualClock(START))
     assert fused(m)
-    assert m.update_activity.__doc__ == REFERENCE.__doc__
-    assert m.update_activity.__qualname__ == REFERENCE.__qualname__
+    assert m.update_activity.__func__ is REFERENCE  # a method, bound to the manager
+    assert "update_activity" not in vars(m)
     m.register_conversation("a")
     assert m.update_activity(conversation_id="a", activity_type="x").id == "a"  # keywords
     m.stop()
@@ -72,17 +70,61 @@ def test_a_manager_with_options_gets_the_fused_function_too(options: dict[str, A
     m.stop()
 
 
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda c: ConversationExpiryManager(TTL, 3600, autostart=False, clock=c, store=SubStore()),
-        lambda c: Sub(TTL, 3600, autostart=False, clock=c),
-    ],
-    ids=["a MemoryStore subclass", "a subclass"],
-)
-def test_other_managers_keep_the_method(make: Callable[[ManualClock], Any]) -> None:
-    m = make(ManualClock(START))
+def test_a_store_that_is_not_exactly_the_memory_store_gets_its_touch_called() -> None:
+    m = ConversationExpiryManager(
+        TTL, 3600, autostart=False, clock=ManualClock(START), store=SubStore()
+    )
     assert not fused(m)
+    m.stop()
+
+
+def test_a_subclass_s_override_is_what_runs() -> None:
+    calls: list[str] = []
+
+    class Counting(ConversationExpiryManager):
+        def update_activity(self, conversation_id: str, activity_type: str = "message") -> Any:
+            calls.append(conversation_id)
+            return super().update_activity(conversation_id, activity_type)
+
+    m = Counting(TTL, 3600, autostart=False, clock=ManualClock(START))
+    m.register_conversation("a")
+    assert m.update_activity("a").id == "a" and calls == ["a"]
+    m.stop()
+
+
+def test_a_patch_of_the_class_s_method_is_what_runs_before_or_after_construction() -> None:
+    before = ConversationExpiryManager(TTL, 3600, autostart=False, clock=ManualClock(START))
+    with mock.patch.object(
+        ConversationExpiryManager, "update_activity", autospec=True, side_effect=KeyError("x")
+    ) as patched:
+        after = ConversationExpiryManager(TTL, 3600, autostart=False, clock=ManualClock(START))
+        for m in (before, after):
+            with pytest.raises(KeyError):
+                m.update_activity("a")
+    assert patched.call_count == 2
+    for m in (before, after):
+        m.stop()
+
+
+def test_a_manager_nobody_references_is_freed_at_once() -> None:
+    # No reference cycle through the request path: freed without the cyclic collector.
+    m = ConversationExpiryManager(TTL, 3600, autostart=False, clock=ManualClock(START))
+    m.register_conversation("a")
+    m.update_activity("a")
+    gone = weakref.ref(m)
+    gc.disable()
+    try:
+        del m
+        assert gone() is None
+    finally:
+        gc.enable()
+
+
+def test_a_third_argument_is_refused() -> None:
+    m = ConversationExpiryManager(TTL, 3600, autostart=False, clock=ManualClock(START))
+    m.register_conversation("a")
+    with pytest.raises(TypeError):
+        m.update_activity("a", "message", "extra")  # type: ignore[misc]
     m.stop()
 
 
@@ -111,10 +153,14 @@ def test_the_fused_function_agrees_with_the_method(options: dict[str, Any]) -> N
         if "warning_before" in options:
             options["on_warning"] = lambda s, k=k: warned[k].append((s.id, s.warning_sent))
         managers.append(
-            ConversationExpiryManager(TTL, 3600, autostart=False, clock=clock, **options)
+            ConversationExpiryManager(
+                TTL, 3600, autostart=False, clock=clock, store=[MemoryStore, SubStore][k](),
+                **options,
+            )
         )
         clocks.append(clock)
     fast, ref = managers
+    assert not fused(ref)
     assert fused(fast)
     rng = Random(3)
     ids = [f"c{i}" for i in range(60)]
@@ -137,8 +183,7 @@ def test_the_fused_function_agrees_with_the_method(options: dict[str, Any]) -> N
             args: tuple[Any, ...] = rng.choice(
                 [(cid,), (cid,), (cid, "message"), (cid, "other"), ("unknown",)]
             )
-            results = [outcome(partial(fast.update_activity, *args)),
-                       outcome(partial(REFERENCE, ref, *args))]
+            results = [outcome(partial(m.update_activity, *args)) for m in managers]
         assert results[0] == results[1], (step, results)
         if results[0][0] == "ok" and results[0][1] is not None and not isinstance(
             results[0][1], list
@@ -170,14 +215,14 @@ class Text(str):
 )
 def test_the_fused_function_checks_its_arguments_as_the_method_does(args: tuple[Any, ...]) -> None:
     managers = [
-        ConversationExpiryManager(TTL, 3600, autostart=False, clock=ManualClock(START))
-        for _ in range(2)
+        ConversationExpiryManager(TTL, 3600, autostart=False, clock=ManualClock(START), store=s)
+        for s in (MemoryStore(), SubStore())
     ]
     for m in managers:
         m.register_conversation("a")
     fast, ref = managers
     got = outcome(lambda: fast.update_activity(*args))
-    want = outcome(lambda: REFERENCE(ref, *args))
+    want = outcome(lambda: ref.update_activity(*args))
     assert got == want
     for m in managers:
         m.stop()

@@ -24,7 +24,6 @@ from conversation_expiry import (
 from conversation_expiry import _buckets as buckets
 from conversation_expiry import _walks as walks
 from conversation_expiry._buckets import CAP, Chain
-from conversation_expiry._fused_update import fused_update
 from conversation_expiry._state import deadline_of
 
 OFFSET = SetClock.OFFSET
@@ -44,17 +43,6 @@ def order(chain: Chain) -> list[list[tuple[str, float]]]:
 
 def entries(chain: Chain) -> int:
     return sum(map(len, chain.bks[chain.head :]))
-
-
-class Untraced:
-    tracing = False
-
-    def dropped(self, roots: bool) -> bool:
-        raise AssertionError("asked only while tracing")
-
-
-def _never_traced(cid: object, activity_type: object) -> ConversationState:
-    raise AssertionError("not traced")
 
 
 def reference_touch(store: MemoryStore, cid: str, now: float) -> ConversationState:
@@ -183,8 +171,13 @@ def test_a_new_ttl_moves_the_id_and_the_copy_left_behind_is_stale() -> None:
 def test_the_inlined_touch_and_get_agree_with_the_reference_methods(capacity: int | None) -> None:
     inline, iclock = bound(capacity=capacity)
     reference, rclock = bound(capacity=capacity)
-    fused, fclock = bound(capacity=capacity)  # touched by fused_update, the manager's fused copy
-    update = fused_update(fused, Untraced(), _never_traced, None, None)  # type: ignore[arg-type]
+    # Touched by the manager's update_activity, which writes the touch out (_fused_update).
+    fused, fclock = MemoryStore(), SetClock()
+    manager = ConversationExpiryManager(
+        TTL, 3600, autostart=False, clock=fclock, store=fused, max_conversations=capacity
+    )
+    assert manager._inline is not None
+    update = manager.update_activity
     rng = Random(7)
     ids = [f"c{i}" for i in range(3 * CAP)]
     t = 0.0
@@ -210,6 +203,7 @@ def test_the_inlined_touch_and_get_agree_with_the_reference_methods(capacity: in
         assert inline._fresh.room == fused._fresh.room
         if step % 10 == 9:
             assert inline.claim(500).departures.states == reference.claim(500).departures.states
+    manager.stop()
 
 
 @given(
