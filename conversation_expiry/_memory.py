@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ._clock import (
     LIMIT,
@@ -37,9 +37,6 @@ from ._rwlock import RWGuard
 from ._state import ConversationState, ExpiryReason, snapshot
 from ._store import Departures, Policy, Sweep
 from ._sweeps import Ledger
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["MemoryStore"]
 

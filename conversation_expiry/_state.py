@@ -15,7 +15,6 @@ from ._clock import WallOffset
 __all__ = ["ConversationState", "ExpiryReason"]
 
 _UTC = timezone.utc
-_tuple_new = tuple.__new__
 _NO_METADATA: Mapping[str, Any] = MappingProxyType({})
 METADATA_LIMIT = 64 * 1024  # bytes of compact JSON
 
@@ -197,7 +196,14 @@ class ConversationState(tuple, metaclass=_SnapshotType):  # type: ignore[type-ar
         raise FrozenInstanceError(f"cannot delete field {name!r}")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_tuple_new, (ConversationState, tuple(self)))
+        # By the fields a reader sees, through the public constructor: not by the layout, which
+        # is the stores' and may change, so a state pickled by one release loads in another.
+        meta = self.metadata
+        return (
+            ConversationState,
+            (self[0], self.created_at, self.last_activity, self.expires_at, self[2][1],
+             self[2][2], dict(meta) if meta else None),
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         return (

@@ -53,7 +53,10 @@ class Departures(NamedTuple):
     sizeable part of its cost.
     """
 
-    states: list[ConversationState]  # as they were when they left, ``active=False``
+    # As they were when they left, ``active=False``. The list is the manager's once returned:
+    # while it runs the callables it has one item more at its end (its loop's end marker,
+    # cheaper than a copy), taken off before it calls ``ack``.
+    states: list[ConversationState]
     reasons: list[ExpiryReason]  # parallel to ``states``
     tokens: dict[str, int]  # id -> incarnation, for those some process attached cleanups to
     now: float  # the store's reading when they left

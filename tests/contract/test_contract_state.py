@@ -116,3 +116,17 @@ def test_a_state_survives_pickling_by_value(manager: ConversationExpiryManager) 
     again = pickle.loads(pickle.dumps(state))
     assert again == state and type(again) is ConversationState
     assert again.metadata == {"user": "u1"}
+
+
+def test_a_pickled_state_holds_its_fields_not_the_stores_layout(
+    manager: ConversationExpiryManager,
+) -> None:
+    # So that a state pickled by one release loads in another whose layout differs.
+    state = manager.register_conversation("a", metadata={"user": "u1"})
+    again = pickle.loads(pickle.dumps(state))
+    rebuilt, args = state.__reduce__()
+    assert rebuilt is ConversationState
+    assert args == (
+        "a", state.created_at, state.last_activity, state.expires_at, True, False, {"user": "u1"}
+    )
+    assert again.to_dict() == state.to_dict()
