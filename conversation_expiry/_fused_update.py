@@ -160,6 +160,6 @@ def update_activity(
             state = snapshot((cid, v, rest))
     finally:
         lock.release()
-    if warns and not self._wake_pending:
+    if warns and not self._wake_pending:  # ConversationExpiryManager._touch's wake
         self._wake_for(state)  # its warning may now fall due before the thread wakes
     return state

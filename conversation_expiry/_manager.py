@@ -90,9 +90,6 @@ class ConversationExpiryManager:
         store_.bind(policy, self._clock)
         self._store: ConversationStore = store_
         self._owns_store = store is None
-        # With warnings, activity that ends a warned idle period makes a warning due sooner
-        # than the thread may wake: the touch wakes it then (without warnings, no extra step).
-        self._touch = store_.touch if policy.warning_before is None else self._touch_waking
         self._held = HeldCleanups()
         self._telemetry = Telemetry(self, tracer_provider, meter_provider)
         self._callbacks = Callbacks(on_expire, on_warning, self._telemetry)
@@ -141,9 +138,12 @@ class ConversationExpiryManager:
             self._wake_for(state)
         return state
 
-    def _touch_waking(self, cid: str, extend: bool) -> ConversationState:
+    def _touch(self, cid: str, extend: bool) -> ConversationState:
+        # A method, not a bound method kept on the manager: that would make it a cycle.
         state = self._store.touch(cid, extend)
-        if not self._wake_pending:  # (_wake_for's first test, here: no call while one is)
+        # With warnings, activity that ends a warned idle period makes a warning due sooner
+        # than the thread may wake: the touch wakes it then.
+        if self.warning_before is not None and not self._wake_pending:
             self._wake_for(state)
         return state
 
@@ -203,7 +203,7 @@ class ConversationExpiryManager:
                 span.set_attribute("started_fresh", fresh)
         if fresh:
             self._telemetry.registered()
-        if self.warning_before is not None:  # (a fresh one, or activity: see _touch_waking)
+        if self.warning_before is not None:  # (a fresh one, or activity: see _touch)
             self._wake_for(state)
         if removed.states or removed.claim is not None:
             self._finish(removed)
@@ -458,6 +458,12 @@ class ConversationExpiryManager:
         self._covered_until = -math.inf
         self._wake_pending = False
         self._worker.reinit_after_fork()
+
+
+# update_activity is written in _fused_update: named as the class's method, and its annotations
+# resolvable there (typing.get_type_hints reads that module's globals).
+ConversationExpiryManager.update_activity.__qualname__ = "ConversationExpiryManager.update_activity"
+vars(_fused_update)["ConversationExpiryManager"] = ConversationExpiryManager
 
 
 def _id_attr(value: object) -> str | None:

@@ -91,7 +91,8 @@ def new_state(
 ) -> ConversationState:
     """A snapshot from a store's readings; no checks (stores call it a lot).
 
-    ``metadata`` is the compact JSON text of the conversation's metadata, or None. The
+    ``metadata`` is the conversation's metadata as ``encode_metadata`` writes it (compact,
+    keys sorted: states compare their metadata by that text), or None. The
     snapshot keeps ``expires - last``, which gives ``expires`` back exactly whenever the two
     readings are within a factor of two of each other (Sterbenz), as POSIX seconds are.
     """

@@ -10,6 +10,7 @@ traced path whenever tracing is on and the sampler may keep the span.
 from __future__ import annotations
 
 import gc
+import typing
 import weakref
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -64,18 +65,33 @@ def test_the_default_manager_touches_its_store_inline() -> None:
     [{"meaningful_activities": {"message"}}, {"warning_before": 1.0, "on_warning": print}],
     ids=["meaningful_activities", "warnings"],
 )
-def test_a_manager_with_options_gets_the_fused_function_too(options: dict[str, Any]) -> None:
+def test_a_manager_with_options_touches_inline_too(options: dict[str, Any]) -> None:
     m = ConversationExpiryManager(TTL, 3600, autostart=False, clock=ManualClock(START), **options)
     assert fused(m)
     m.stop()
 
 
 def test_a_store_that_is_not_exactly_the_memory_store_gets_its_touch_called() -> None:
+    touched: list[tuple[str, bool]] = []
+
+    class Spying(MemoryStore):
+        def touch(self, cid: str, extend: bool) -> Any:
+            touched.append((cid, extend))
+            return super().touch(cid, extend)
+
     m = ConversationExpiryManager(
-        TTL, 3600, autostart=False, clock=ManualClock(START), store=SubStore()
+        TTL, 3600, autostart=False, clock=ManualClock(START), store=Spying()
     )
     assert not fused(m)
+    m.register_conversation("a")
+    assert m.update_activity("a").id == "a" and touched == [("a", True)]
     m.stop()
+
+
+def test_the_method_s_annotations_resolve_and_it_is_named_as_the_class_s() -> None:
+    hints = typing.get_type_hints(REFERENCE)
+    assert hints["self"] is ConversationExpiryManager
+    assert REFERENCE.__qualname__ == "ConversationExpiryManager.update_activity"
 
 
 def test_a_subclass_s_override_is_what_runs() -> None:
@@ -106,9 +122,20 @@ def test_a_patch_of_the_class_s_method_is_what_runs_before_or_after_construction
         m.stop()
 
 
-def test_a_manager_nobody_references_is_freed_at_once() -> None:
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"warning_before": 1.0, "on_warning": print},
+        {"meaningful_activities": {"message"}},
+        {"store": SubStore, "warning_before": 1.0, "on_warning": print},
+    ],
+    ids=["plain", "warnings", "meaningful_activities", "another store, warnings"],
+)
+def test_a_manager_nobody_references_is_freed_at_once(options: dict[str, Any]) -> None:
     # No reference cycle through the request path: freed without the cyclic collector.
-    m = ConversationExpiryManager(TTL, 3600, autostart=False, clock=ManualClock(START))
+    options = {k: v() if k == "store" else v for k, v in options.items()}
+    m = ConversationExpiryManager(TTL, 3600, autostart=False, clock=ManualClock(START), **options)
     m.register_conversation("a")
     m.update_activity("a")
     gone = weakref.ref(m)
@@ -144,7 +171,7 @@ def test_a_third_argument_is_refused() -> None:
         "meaningful_activities", "meaningful_activities and capacity", "warnings",
     ],
 )
-def test_the_fused_function_agrees_with_the_method(options: dict[str, Any]) -> None:
+def test_the_inline_touch_agrees_with_the_store_s_touch(options: dict[str, Any]) -> None:
     custom = options.pop("custom", False)
     managers, clocks = [], []
     warned: list[list[tuple[str, bool]]] = [[], []]
@@ -213,7 +240,7 @@ class Text(str):
     [(5,), ("",), (None,), (b"a",), (Text("a"),), ("a", 5), ("a", None), ("a", Text("x")),
      (5, 5), ("", None)],
 )
-def test_the_fused_function_checks_its_arguments_as_the_method_does(args: tuple[Any, ...]) -> None:
+def test_the_inline_path_checks_its_arguments_as_the_other_path_does(args: tuple[Any, ...]) -> None:
     managers = [
         ConversationExpiryManager(TTL, 3600, autostart=False, clock=ManualClock(START), store=s)
         for s in (MemoryStore(), SubStore())
@@ -260,7 +287,7 @@ def test_a_provider_configured_later_traces_even_a_kept_reference(global_provide
         m.stop()
 
 
-def test_sampled_out_the_fused_function_skips_the_traced_path(
+def test_sampled_out_the_inline_path_skips_the_traced_path(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     exporter = InMemorySpanExporter()
@@ -287,7 +314,7 @@ def test_sampled_out_the_fused_function_skips_the_traced_path(
         twin.stop()
 
 
-def test_sampled_in_the_fused_function_takes_the_traced_path() -> None:
+def test_sampled_in_the_inline_path_takes_the_traced_path() -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider(sampler=ParentBased(ALWAYS_ON))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -303,7 +330,7 @@ def test_sampled_in_the_fused_function_takes_the_traced_path() -> None:
         m.stop()
 
 
-def test_the_fused_function_survives_fork_reinit() -> None:
+def test_the_inline_path_survives_fork_reinit() -> None:
     m = ConversationExpiryManager(TTL, 3600, autostart=False, clock=ManualClock(START))
     m.register_conversation("a")
     m._after_fork_in_child()  # fresh locks, as in a forked child

@@ -1,6 +1,6 @@
 """The in-memory store reads a SystemClock inline in update_activity, as its ``reading`` does.
 
-The manager's ``update_activity`` on the in-memory store (``_fused_update.fused_update``)
+The manager's ``update_activity`` on the in-memory store (written in ``_fused_update``)
 copies ``SystemClock.reading``'s common case (no patch, no freeze, offset not due for a
 recheck); every other case goes through the clock, as ``MemoryStore.touch`` (its
 reference), ``get`` and ``is_expired`` always do. These tests hold the copy to the
@@ -32,8 +32,8 @@ def _update(m: ConversationExpiryManager) -> bool:
 
 
 def _touch(m: ConversationExpiryManager) -> bool:
-    # MemoryStore.touch itself, the reference of update_activity's fused copy (fused_update):
-    # the traced path calls it.
+    # MemoryStore.touch itself, the reference of update_activity's inline touch: the traced
+    # path and other stores call it.
     try:
         m.store.touch("a", True)
     except ConversationExpiredError:
