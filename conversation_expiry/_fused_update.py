@@ -15,6 +15,7 @@ attribute would save a little more (closure cells instead of attribute reads) bu
 ``mock.patch`` of the class's method and make each manager a reference cycle (it would hold a
 method bound to the manager), kept alive until a full collection.
 """
+
 from __future__ import annotations
 
 import time as _time
@@ -33,8 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["inline_parts", "update_activity"]
 
-# What the method reads that never changes once the store is bound, in one tuple it unpacks:
-# one attribute read instead of a dozen (~50 ns of ~620 at 10k, measured).
+# What the method reads that never changes once the store is bound, in one tuple it unpacks
+# (one attribute read instead of a dozen; the unpacking costs ~30 ns of ~590 at 10k).
 InlineParts = tuple[Any, ...]
 
 
