@@ -19,7 +19,6 @@ method bound to the manager), kept alive until a full collection.
 from __future__ import annotations
 
 import time as _time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._errors import ConversationExpiredError, ConversationNotFoundError
@@ -30,7 +29,6 @@ from ._validation import check_activity_type, check_id
 
 if TYPE_CHECKING:
     from ._manager import ConversationExpiryManager
-    from ._telemetry import Telemetry
 
 __all__ = ["inline_parts", "update_activity"]
 
@@ -39,16 +37,10 @@ __all__ = ["inline_parts", "update_activity"]
 InlineParts = tuple[Any, ...]
 
 
-def inline_parts(
-    store: object,
-    telemetry: Telemetry,
-    meaningful: Callable[[str], object] | None,
-    warns: bool,
-) -> InlineParts | None:
+def inline_parts(store: object) -> InlineParts | None:
     """What ``update_activity`` needs to touch ``store`` itself; None for any other store.
 
-    ``telemetry``, ``meaningful`` and ``warns`` (whether it has ``warning_before``) are the
-    manager's; nothing here refers to the manager, so it makes no reference cycle.
+    Nothing here refers to the manager, so it makes no reference cycle.
     """
     if type(store) is not MemoryStore:
         return None
@@ -56,9 +48,8 @@ def inline_parts(
     # Set once by bind (configure): the lock's guard, the record dict, the options, the default
     # chain, the clock.
     return (
-        telemetry, meaningful, warns, store, store._guard, store._last, store._plain,
-        store._ttl_of, store._meta, store._ties, store._ttl, store._fresh, store._stock,
-        store._system,
+        store, store._guard, store._last, store._plain, store._ttl_of, store._meta,
+        store._ties, store._ttl, store._fresh, store._stock, store._system,
     )  # fmt: skip
 
 
@@ -71,13 +62,7 @@ def update_activity(
 
     With ``meaningful_activities`` set, other activity types only check the conversation.
     """
-    parts = self._inline
-    if parts is None:  # another store: the checks, then its touch
-        return self._update_elsewhere(conversation_id, activity_type)
-    (
-        telemetry, meaningful, warns, store, guard, records, plain, ttl_of, meta, ties,
-        default_ttl, chain, stock, system,
-    ) = parts  # fmt: skip
+    telemetry = self._telemetry
     if telemetry.tracing and not telemetry.dropped(True):
         # The checks run inside the span, so bad input is recorded; a span the sampler drops
         # for certain is skipped, as ``Telemetry.traced_update`` would skip it.
@@ -85,10 +70,15 @@ def update_activity(
     # ConversationExpiryManager._checked_touch written out: the same checks.
     if activity_type.__class__ is not str:
         check_activity_type(activity_type)
+    meaningful = self._meaningful
     extend = True if meaningful is None else bool(meaningful(activity_type))
     cid = conversation_id
     if type(cid) is not str or not cid:
         cid = check_id(cid)
+    parts = self._inline
+    if parts is None:  # another store: its touch
+        return self._touch(cid, extend)
+    store, guard, records, plain, ttl_of, meta, ties, default_ttl, chain, stock, system = parts
     # MemoryStore.touch(cid, extend), written out.
     # SystemClock.reading's common case. The real time functions are kept where freezegun
     # does not look (a tuple); keyword-only defaults would cost ~15 ns each, per call.
@@ -161,6 +151,7 @@ def update_activity(
             state = snapshot((cid, v, rest))
     finally:
         lock.release()
-    if warns and not self._wake_pending:  # ConversationExpiryManager._touch's wake
-        self._wake_for(state)  # its warning may now fall due before the thread wakes
+    # ConversationExpiryManager._touch's wake: its warning may now fall due before the thread wakes.
+    if self.warning_before is not None and not self._wake_pending:
+        self._wake_for(state)
     return state

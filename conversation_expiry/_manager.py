@@ -94,9 +94,7 @@ class ConversationExpiryManager:
         self._telemetry = Telemetry(self, tracer_provider, meter_provider)
         self._callbacks = Callbacks(on_expire, on_warning, self._telemetry)
         # What update_activity needs to touch the in-memory store itself (None: another store).
-        self._inline = inline_parts(
-            store_, self._telemetry, self._meaningful, policy.warning_before is not None
-        )
+        self._inline = inline_parts(store_)
         self._worker = CleanupThread(self._background_sweep, interval, thread_name)
         # Store time up to which the cleanup thread's current wait is known to look after
         # warnings; a registration whose warning falls due earlier wakes it.
@@ -160,18 +158,6 @@ class ConversationExpiryManager:
 
     # Written in _fused_update, the request path's own module: the checks and the touch in one.
     update_activity = _fused_update.update_activity
-
-    def _update_elsewhere(self, conversation_id: str, activity_type: str) -> ConversationState:
-        """``update_activity`` on a store it does not touch itself (``_fused_update``)."""
-        if self._telemetry.tracing:  # checks the arguments inside its span: bad input is recorded
-            return self._traced_update(conversation_id, activity_type)
-        # _checked_touch inlined (the request path untraced): the same checks, then the touch.
-        if activity_type.__class__ is not str:
-            _check_activity_type(activity_type)
-        extend = True if self._meaningful is None else bool(self._meaningful(activity_type))
-        if type(conversation_id) is not str or not conversation_id:
-            conversation_id = check_id(conversation_id)
-        return self._touch(conversation_id, extend)
 
     def _traced_update(self, conversation_id: object, activity_type: object) -> ConversationState:
         return self._telemetry.traced_update(self._checked_touch, conversation_id, activity_type)
